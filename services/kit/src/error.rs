@@ -1,0 +1,32 @@
+//! Errors of the kit. They surface at start (config, TLS files, store) and are
+//! reported to the operator, never to a gRPC caller.
+
+use std::path::PathBuf;
+
+/// Why a server could not start or a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    /// The configuration is missing a field, has an unknown one, or a bad value.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A TLS file is missing, unreadable, malformed or unsafe.
+    #[error("{path}: {message}")]
+    TlsFile {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// TLS could not be set up with the given material.
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// The gRPC server failed.
+    #[error("server: {0}")]
+    Server(String),
+    /// The sled store failed.
+    #[error("store: {0}")]
+    Store(#[from] sled::Error),
+    /// Flushing the store to disk failed: the write is not durable.
+    #[error("store flush failed: {0}")]
+    Flush(String),
+}

@@ -1,0 +1,33 @@
+//! The kit every orex server is built from, so that TLS, identities,
+//! telemetry, shutdown and durable storage are written once.
+//!
+//! - [`config`]: typed config from a TOML file plus `OREX_<BINARY>__` env overrides.
+//! - [`tls`]: mutual-TLS server and client setup from PEM files.
+//! - [`identity`]: who is on the other end of a connection, from its certificate.
+//! - [`forwarded`]: the verified principal passed from the gateway to a service.
+//! - [`server`]: run a gRPC server with health, reflection and graceful shutdown.
+//! - [`store`]: the sled store with group commit and a sequence-numbered event log.
+//! - [`stream`]: server streams that replay the event log, then follow it live.
+//! - [`telemetry`]: tracing, JSON in clusters and readable in a terminal.
+//! - [`shutdown`]: one signal that stops servers and ends streams.
+
+pub mod config;
+pub mod error;
+pub mod forwarded;
+pub mod identity;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod stream;
+pub mod telemetry;
+pub mod tls;
+
+pub use error::KitError;
+pub use shutdown::Shutdown;
+
+/// Installs the one rustls crypto provider orex uses (aws-lc-rs). Call it first
+/// thing in every binary and test helper; calling it again is harmless.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

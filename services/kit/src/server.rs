@@ -1,0 +1,65 @@
+//! The one way an orex process serves gRPC: mutual TLS, grpc.health.v1,
+//! server reflection (v1 and v1alpha: Python's grpcio-reflection speaks only
+//! v1alpha) and graceful shutdown.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use tonic::transport::{Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+
+use crate::{KitError, Shutdown};
+
+/// Serves `routes` on `listener` until `shutdown` fires, then lets in-flight
+/// calls finish. `service_names` are reported SERVING to health checks (and
+/// NOT_SERVING once shutdown starts).
+pub async fn serve(
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    routes: Routes,
+    service_names: &[&str],
+    shutdown: Shutdown,
+) -> Result<(), KitError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in service_names {
+        reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(orex_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| KitError::Server(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(orex_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| KitError::Server(e.to_string()))?;
+    let routes = routes
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
+    let on_shutdown = async move {
+        shutdown.wait().await;
+        for name in names {
+            reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+    };
+    Server::builder()
+        .tls_config(tls)
+        .map_err(|e| KitError::Tls(e.to_string()))?
+        // Keepalives find dead peers of long-lived streams.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
+        .await
+        .map_err(|e| KitError::Server(e.to_string()))
+}

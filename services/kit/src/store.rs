@@ -1,0 +1,270 @@
+//! The durable store every service wraps: one sled database, group commit,
+//! versioned values and a sequence-numbered event log.
+//!
+//! sled acknowledges writes before they reach disk (it fsyncs in the
+//! background). orex tells a caller "done" only after [`Store::durable`]
+//! returns, which waits for a flush that started after the caller's write.
+//! Concurrent callers share one flush (group commit), so durability costs one
+//! fsync per batch rather than per call.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::KitError;
+
+/// Format byte in front of every stored value, so the encoding can change later.
+const VALUE_FORMAT_V1: u8 = 1;
+
+type FlushWaiter = oneshot::Sender<Result<(), String>>;
+
+/// A flush request carries its own handle on the database, so the flusher
+/// holds none while idle and a dropped [`Store`] really closes (sled locks
+/// its folder; a restart in the same process must be able to reopen it).
+type FlushRequest = (sled::Db, FlushWaiter);
+
+/// A service's sled database plus its group-commit flusher. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: sled::Db,
+    flush_requests: mpsc::Sender<FlushRequest>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`. Must be called inside a Tokio
+    /// runtime: it starts the flusher task.
+    pub fn open(dir: &Path) -> Result<Self, KitError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let (flush_requests, mut rx) = mpsc::channel::<FlushRequest>(4096);
+        tokio::spawn(async move {
+            while let Some((db, first)) = rx.recv().await {
+                let mut waiters = vec![first];
+                while let Ok((_, more)) = rx.try_recv() {
+                    waiters.push(more);
+                }
+                let result = match tokio::task::spawn_blocking(move || db.flush()).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+            }
+        });
+        Ok(Self { db, flush_requests })
+    }
+
+    /// Opens a named tree (a keyspace) of this database.
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, KitError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    /// Resolves once every write made before this call is on disk.
+    pub async fn durable(&self) -> Result<(), KitError> {
+        let (tx, rx) = oneshot::channel();
+        self.flush_requests
+            .send((self.db.clone(), tx))
+            .await
+            .map_err(|_| KitError::Flush("flusher stopped".into()))?;
+        rx.await
+            .map_err(|_| KitError::Flush("flusher stopped".into()))?
+            .map_err(KitError::Flush)
+    }
+
+    /// Flushes synchronously; used at shutdown.
+    pub fn flush_now(&self) -> Result<(), KitError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Encodes a protobuf value with the format byte in front.
+pub fn encode_value<M: Message>(value: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value.encoded_len() + 1);
+    out.push(VALUE_FORMAT_V1);
+    value
+        .encode(&mut out)
+        .expect("a Vec grows as needed, so encoding cannot run out of space");
+    out
+}
+
+/// Decodes a value written by [`encode_value`].
+pub fn decode_value<M: Message + Default>(bytes: &[u8]) -> Result<M, KitError> {
+    match bytes.split_first() {
+        Some((&VALUE_FORMAT_V1, rest)) => M::decode(rest)
+            .map_err(|e| KitError::Flush(format!("stored value does not decode: {e}"))),
+        _ => Err(KitError::Flush("stored value has an unknown format".into())),
+    }
+}
+
+/// What an [`EventLog::commit`] closure did.
+#[derive(Debug)]
+pub enum Write<R> {
+    /// It wrote the event with the sequence it was given.
+    Appended(R),
+    /// It wrote nothing (an idempotent replay, say); the sequence is unused.
+    Unchanged(R),
+}
+
+/// A durable, gap-free-in-order log of events, numbered from 1.
+///
+/// Writers are serialised so sequence numbers are assigned in commit order,
+/// and readers see an event only once it is durable: a subscriber can never
+/// receive an event that a crash could take back.
+#[derive(Debug)]
+pub struct EventLog {
+    tree: sled::Tree,
+    last_assigned: Mutex<u64>,
+    published: watch::Sender<u64>,
+}
+
+impl EventLog {
+    /// Opens the log kept in tree `name`; what is on disk counts as durable.
+    pub fn open(store: &Store, name: &str) -> Result<Arc<Self>, KitError> {
+        let tree = store.tree(name)?;
+        let last = match tree.last()? {
+            Some((k, _)) => seq_from_key(&k),
+            None => 0,
+        };
+        Ok(Arc::new(Self {
+            tree,
+            last_assigned: Mutex::new(last),
+            published: watch::channel(last).0,
+        }))
+    }
+
+    /// The tree holding the events (key: big-endian sequence), for use inside
+    /// a multi-tree sled transaction in a [`commit`](Self::commit) closure.
+    pub fn tree(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// Runs `write` with the next sequence number, serialised with every other
+    /// writer, then waits until it is durable and lets readers see it.
+    /// `write` must store its event under [`seq_key`] of the sequence in the
+    /// same sled transaction as the rest of its change.
+    pub async fn commit<R, E>(
+        &self,
+        store: &Store,
+        write: impl FnOnce(u64) -> Result<Write<R>, E>,
+    ) -> Result<R, E>
+    where
+        E: From<KitError>,
+    {
+        let (seq, result) = {
+            let mut last = self.last_assigned.lock().unwrap_or_else(|e| e.into_inner());
+            let next = *last + 1;
+            match write(next)? {
+                Write::Appended(r) => {
+                    *last = next;
+                    (next, r)
+                }
+                // Publish up to what is already assigned: our flush covers it.
+                Write::Unchanged(r) => (*last, r),
+            }
+        };
+        store.durable().await?;
+        self.published.send_if_modified(|p| {
+            let newer = seq > *p;
+            if newer {
+                *p = seq;
+            }
+            newer
+        });
+        Ok(result)
+    }
+
+    /// The highest sequence readers may see.
+    pub fn published(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    /// A receiver that changes whenever [`published`](Self::published) grows.
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
+    }
+
+    /// Up to `limit` durable events with a sequence greater than `after`.
+    pub fn read_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, sled::IVec)>, KitError> {
+        let upto = self.published();
+        if after >= upto {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for item in self.tree.range(seq_key(after + 1)..=seq_key(upto)) {
+            let (k, v) = item?;
+            out.push((seq_from_key(&k), v));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The big-endian key of a sequence number, so ranges scan in order.
+pub fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
+fn seq_from_key(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = k.len().min(8);
+    b[..n].copy_from_slice(&k[..n]);
+    u64::from_be_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_are_numbered_in_order_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let log = EventLog::open(&store, "events").unwrap();
+            for i in 0..3u8 {
+                log.commit(&store, |seq| {
+                    log.tree().insert(seq_key(seq), vec![i])?;
+                    Ok::<_, KitError>(Write::Appended(()))
+                })
+                .await
+                .unwrap();
+            }
+            let unchanged = log
+                .commit(&store, |_| Ok::<_, KitError>(Write::Unchanged(7)))
+                .await
+                .unwrap();
+            assert_eq!(unchanged, 7);
+            assert_eq!(log.published(), 3);
+            let all = log.read_after(1, 10).unwrap();
+            assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store, "events").unwrap();
+        assert_eq!(log.published(), 3);
+        assert_eq!(log.read_after(0, 2).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_does_not_use_a_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let log = EventLog::open(&store, "events").unwrap();
+        let failed: Result<(), KitError> = log
+            .commit(&store, |_| Err(KitError::Flush("refused".into())))
+            .await;
+        assert!(failed.is_err());
+        log.commit(&store, |seq| {
+            assert_eq!(seq, 1);
+            log.tree().insert(seq_key(seq), vec![])?;
+            Ok::<_, KitError>(Write::Appended(()))
+        })
+        .await
+        .unwrap();
+    }
+}

@@ -1,0 +1,363 @@
+//! The partnership policy file: which members exist, which are blocs and which
+//! states belong to them, whether a member is active, and which token issuers
+//! each member trusts. The same file drives `orex up`, the tests and the
+//! Kubernetes ConfigMaps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for the policy schema.
+    #[error("policy file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said (names the field).
+        message: String,
+    },
+    /// The file parsed but breaks a rule of the model.
+    #[error("policy: {0}")]
+    Invalid(String),
+}
+
+/// Whether a member is a sovereign state or a bloc of states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberKind {
+    /// A state, coded by ISO 3166-1 alpha-2 (`US`, `DE`).
+    State,
+    /// A bloc (`EU`) that holds the mandate for its member states.
+    Bloc,
+}
+
+/// Whether a member currently takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Takes part: its principals are served.
+    #[default]
+    Active,
+    /// Suspended: its principals are refused everywhere and see nothing.
+    Suspended,
+}
+
+/// A JWS algorithm a member's issuer may sign with (the allow-list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum TokenAlgorithm {
+    /// Ed25519 (recommended: fastest to verify).
+    EdDSA,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+}
+
+/// A token issuer trusted for exactly one member.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` claim this issuer puts in its tokens.
+    pub issuer: String,
+    /// PEM file with the issuer's public key, relative to the policy file.
+    pub public_key: PathBuf,
+    /// Algorithms accepted from this issuer; anything else is refused.
+    pub algorithms: Vec<TokenAlgorithm>,
+}
+
+/// One member as written in the policy file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberFile {
+    /// Member code: ISO 3166-1 alpha-2 for states, 2–8 capital letters for blocs.
+    code: String,
+    /// Human-readable name.
+    name: String,
+    /// `state` or `bloc`.
+    kind: MemberKind,
+    /// For a state: the bloc it belongs to, if any.
+    #[serde(default)]
+    bloc: Option<String>,
+    /// `active` (default) or `suspended`.
+    #[serde(default)]
+    status: MemberStatus,
+    /// True for the partnership's founding parties (used by emergency activation rules).
+    #[serde(default)]
+    founding: bool,
+    /// Token issuers trusted for this member's principals.
+    #[serde(default)]
+    issuers: Vec<IssuerConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    /// Every member of the partnership.
+    members: Vec<MemberFile>,
+}
+
+/// A member of the partnership, after validation.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Member code (`US`, `EU`, `DE`).
+    pub code: String,
+    /// Human-readable name.
+    pub name: String,
+    /// State or bloc.
+    pub kind: MemberKind,
+    /// The bloc this state belongs to, if any.
+    pub bloc: Option<String>,
+    /// Whether the member takes part now.
+    pub status: MemberStatus,
+    /// Founding party of the partnership.
+    pub founding: bool,
+    /// Trusted token issuers, with key paths resolved against the policy file.
+    pub issuers: Vec<IssuerConfig>,
+}
+
+impl Member {
+    /// True when the member is not suspended.
+    pub fn is_active(&self) -> bool {
+        self.status == MemberStatus::Active
+    }
+}
+
+/// The validated partnership: every member by code.
+#[derive(Debug, Clone)]
+pub struct Partnership {
+    members: BTreeMap<String, Member>,
+}
+
+impl Partnership {
+    /// Reads and validates a policy file. Relative key paths are resolved
+    /// against the file's folder.
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            PolicyError::Parse { message, .. } => PolicyError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates policy text; `base` resolves relative key paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {
+            path: PathBuf::from("<text>"),
+            message: e.to_string(),
+        })?;
+        let mut members = BTreeMap::new();
+        for m in file.members {
+            if !is_member_code(&m.code, m.kind) {
+                return Err(PolicyError::Invalid(format!(
+                    "member code {:?} is not valid for a {:?} (states: ISO 3166-1 alpha-2 like \"US\"; blocs: 2-8 capital letters)",
+                    m.code, m.kind
+                )));
+            }
+            if m.kind == MemberKind::Bloc && m.bloc.is_some() {
+                return Err(PolicyError::Invalid(format!(
+                    "member {}: a bloc cannot belong to another bloc",
+                    m.code
+                )));
+            }
+            for issuer in &m.issuers {
+                if issuer.algorithms.is_empty() {
+                    return Err(PolicyError::Invalid(format!(
+                        "member {}: issuer {:?} allows no algorithm",
+                        m.code, issuer.issuer
+                    )));
+                }
+            }
+            let issuers = m
+                .issuers
+                .into_iter()
+                .map(|mut i| {
+                    i.public_key = base.join(&i.public_key);
+                    i
+                })
+                .collect();
+            let member = Member {
+                code: m.code.clone(),
+                name: m.name,
+                kind: m.kind,
+                bloc: m.bloc,
+                status: m.status,
+                founding: m.founding,
+                issuers,
+            };
+            if members.insert(m.code.clone(), member).is_some() {
+                return Err(PolicyError::Invalid(format!(
+                    "member {} is declared twice",
+                    m.code
+                )));
+            }
+        }
+        if members.is_empty() {
+            return Err(PolicyError::Invalid("no members declared".into()));
+        }
+        for m in members.values() {
+            if let Some(bloc) = &m.bloc {
+                match members.get(bloc) {
+                    Some(b) if b.kind == MemberKind::Bloc => {}
+                    Some(_) => {
+                        return Err(PolicyError::Invalid(format!(
+                            "member {}: {} is not a bloc",
+                            m.code, bloc
+                        )));
+                    }
+                    None => {
+                        return Err(PolicyError::Invalid(format!(
+                            "member {}: unknown bloc {}",
+                            m.code, bloc
+                        )));
+                    }
+                }
+            }
+        }
+        // An issuer string trusted by two members would let one member's
+        // issuer mint tokens accepted for the other.
+        let mut seen = BTreeMap::new();
+        for m in members.values() {
+            for i in &m.issuers {
+                if let Some(other) = seen.insert(i.issuer.clone(), m.code.clone()) {
+                    return Err(PolicyError::Invalid(format!(
+                        "issuer {:?} is trusted by both {} and {}; each issuer serves one member",
+                        i.issuer, other, m.code
+                    )));
+                }
+            }
+        }
+        Ok(Self { members })
+    }
+
+    /// The member with this code, if configured.
+    pub fn member(&self, code: &str) -> Option<&Member> {
+        self.members.get(code)
+    }
+
+    /// Every member, ordered by code.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    /// True when `code` is a configured, active member.
+    pub fn is_active_member(&self, code: &str) -> bool {
+        self.member(code).is_some_and(Member::is_active)
+    }
+
+    /// The bloc a state belongs to, if any.
+    pub fn bloc_of(&self, code: &str) -> Option<&str> {
+        self.member(code).and_then(|m| m.bloc.as_deref())
+    }
+
+    /// True when `country` is a partnership state, either a member in its own
+    /// right or a state of a member bloc. Used for the no-export-ban rule.
+    pub fn is_partner_country(&self, country: &str) -> bool {
+        self.member(country)
+            .is_some_and(|m| m.kind == MemberKind::State && m.is_active())
+    }
+}
+
+fn is_member_code(code: &str, kind: MemberKind) -> bool {
+    let upper = code.bytes().all(|b| b.is_ascii_uppercase());
+    match kind {
+        MemberKind::State => code.len() == 2 && upper,
+        MemberKind::Bloc => (2..=8).contains(&code.len()) && upper,
+    }
+}
+
+/// True when `code` has the shape of an ISO 3166-1 alpha-2 country code.
+pub fn is_country_code(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+        [[members]]
+        code = "US"
+        name = "United States"
+        kind = "state"
+        founding = true
+        [[members]]
+        code = "EU"
+        name = "European Union"
+        kind = "bloc"
+        founding = true
+        [[members]]
+        code = "DE"
+        name = "Germany"
+        kind = "state"
+        bloc = "EU"
+    "#;
+
+    #[test]
+    fn parses_members_and_blocs() {
+        let p = Partnership::parse(POLICY, Path::new(".")).unwrap();
+        assert_eq!(p.bloc_of("DE"), Some("EU"));
+        assert!(p.is_partner_country("DE"));
+        assert!(!p.is_partner_country("EU"));
+        assert!(!p.is_partner_country("CN"));
+    }
+
+    #[test]
+    fn unknown_bloc_is_refused_by_name() {
+        let text = POLICY.replace("bloc = \"EU\"", "bloc = \"XX\"");
+        let err = Partnership::parse(&text, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("unknown bloc XX"), "{err}");
+    }
+
+    #[test]
+    fn unknown_field_is_refused_by_name() {
+        let text = format!("{POLICY}\ncolour = \"red\"\n");
+        let err = Partnership::parse(&text, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn shared_issuer_is_refused() {
+        let text = r#"
+            [[members]]
+            code = "US"
+            name = "United States"
+            kind = "state"
+            [[members.issuers]]
+            issuer = "https://id.example"
+            public_key = "us.pem"
+            algorithms = ["EdDSA"]
+            [[members]]
+            code = "JP"
+            name = "Japan"
+            kind = "state"
+            [[members.issuers]]
+            issuer = "https://id.example"
+            public_key = "jp.pem"
+            algorithms = ["EdDSA"]
+        "#;
+        let err = Partnership::parse(text, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("both JP and US"), "{err}");
+    }
+}

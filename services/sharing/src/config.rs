@@ -1,0 +1,47 @@
+//! The sharing service's configuration file (`sharing.toml`), with
+//! `OREX_SHARING__*` environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use orex_kit::tls::TlsFiles;
+use serde::Deserialize;
+
+/// Configuration of one sharing service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingConfig {
+    /// Address to listen on for mutual-TLS gRPC (`0.0.0.0:7101` in a cluster).
+    pub listen: SocketAddr,
+    /// Folder of the sled store; created if missing.
+    pub data_dir: PathBuf,
+    /// The partnership policy file (members and blocs).
+    pub policy: PathBuf,
+    /// This service's certificate, key and the partnership CA.
+    pub tls: TlsFiles,
+    /// Workload identities allowed to call (`spiffe://orex/workload/<name>`).
+    #[serde(default = "default_allowed")]
+    pub allowed_workloads: Vec<String>,
+}
+
+fn default_allowed() -> Vec<String> {
+    vec!["gateway".into(), "risk".into()]
+}
+
+impl SharingConfig {
+    /// Loads `path` with environment overrides and resolves relative paths
+    /// against the file's folder.
+    pub fn load(path: &Path) -> Result<Self, orex_kit::KitError> {
+        let mut c: Self = orex_kit::config::load(path, "sharing")?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        c.data_dir = orex_kit::config::resolve(base, &c.data_dir);
+        c.policy = orex_kit::config::resolve(base, &c.policy);
+        c.tls = c.tls.resolved(base);
+        if c.allowed_workloads.is_empty() {
+            return Err(orex_kit::KitError::Config(
+                "allowed_workloads: at least one workload must be allowed".into(),
+            ));
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,39 @@
+//! `orex-sharing --config sharing.toml`: runs one sharing service.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The orex sharing service.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Path of the service's TOML config (env overrides: OREX_SHARING__<FIELD>).
+    #[arg(long, env = "OREX_SHARING_CONFIG", default_value = "sharing.toml")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    orex_kit::install_crypto_provider();
+    orex_kit::telemetry::init();
+    let args = Args::parse();
+    let result = async {
+        let config = orex_sharing::SharingConfig::load(&args.config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| orex_kit::KitError::Server(format!("bind {}: {e}", config.listen)))?;
+        let shutdown = orex_kit::Shutdown::new();
+        shutdown.trigger_on_signals();
+        orex_sharing::serve(config, listener, shutdown).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("orex-sharing: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

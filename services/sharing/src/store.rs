@@ -1,0 +1,271 @@
+//! The sharing service's sled store: reports, their versions, idempotency
+//! keys and the report event log, written together in one transaction.
+//!
+//! Trees (keys are bytes that sort in the order we scan):
+//! - `reports`:  report id (UUIDv7 text, so time-ordered) → latest [`Report`]
+//! - `versions`: report id ‖ version (u32 big-endian) → that [`Report`] version
+//! - `requests`: member ‖ 0 ‖ subject ‖ 0 ‖ request id → method, version, report id
+//! - `events`:   sequence (u64 big-endian) → [`SubscribeReportsResponse`]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use orex_kit::store::{EventLog, Store, Write, decode_value, encode_value, seq_key};
+use orex_membership::Principal;
+use orex_proto::sharing::v1::{Report, ReportEventKind, ReportStatus, SubscribeReportsResponse};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::error::SharingError;
+
+/// Which call an idempotency key was first used with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// PublishReport.
+    Publish = 1,
+    /// AmendReport.
+    Amend = 2,
+    /// ResolveReport.
+    Resolve = 3,
+    /// RetractReport.
+    Retract = 4,
+}
+
+impl Method {
+    fn name(byte: u8) -> &'static str {
+        match byte {
+            1 => "PublishReport",
+            2 => "AmendReport",
+            3 => "ResolveReport",
+            4 => "RetractReport",
+            _ => "another call",
+        }
+    }
+}
+
+/// The outcome of a mutation.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The version the call produced (or produced the first time).
+    pub report: Report,
+    /// True when this was a retry of an earlier call with the same request id.
+    pub replayed: bool,
+}
+
+/// Typed access to the sharing service's store.
+#[derive(Debug, Clone)]
+pub struct ReportStore {
+    store: Store,
+    reports: sled::Tree,
+    versions: sled::Tree,
+    requests: sled::Tree,
+    log: Arc<EventLog>,
+}
+
+impl ReportStore {
+    /// Opens the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, SharingError> {
+        let store = Store::open(dir)?;
+        Ok(Self {
+            reports: store.tree("reports")?,
+            versions: store.tree("versions")?,
+            requests: store.tree("requests")?,
+            log: EventLog::open(&store, "events")?,
+            store,
+        })
+    }
+
+    /// The report event log, for subscriptions.
+    pub fn log(&self) -> Arc<EventLog> {
+        self.log.clone()
+    }
+
+    /// Flushes everything to disk (at shutdown).
+    pub fn flush(&self) -> Result<(), SharingError> {
+        Ok(self.store.flush_now()?)
+    }
+
+    /// The latest version of a report.
+    pub fn get(&self, id: &str) -> Result<Option<Report>, SharingError> {
+        self.reports
+            .get(id.as_bytes())?
+            .map(|v| decode_value(&v).map_err(Into::into))
+            .transpose()
+    }
+
+    /// One version of a report.
+    pub fn version(&self, id: &str, version: u32) -> Result<Option<Report>, SharingError> {
+        self.versions
+            .get(version_key(id, version))?
+            .map(|v| decode_value(&v).map_err(Into::into))
+            .transpose()
+    }
+
+    /// Versions of a report after `after`, oldest first.
+    pub fn versions_after(
+        &self,
+        id: &str,
+        after: u32,
+    ) -> impl Iterator<Item = Result<Report, SharingError>> + use<> {
+        let start = version_key(id, after.saturating_add(1));
+        let end = version_key(id, u32::MAX);
+        self.versions
+            .range(start..=end)
+            .map(|r| Ok(decode_value(&r?.1)?))
+    }
+
+    /// Latest versions of reports, newest first, starting below `before`.
+    pub fn newest_first(
+        &self,
+        before: Option<&str>,
+    ) -> impl Iterator<Item = Result<Report, SharingError>> + use<> {
+        let iter = match before {
+            Some(b) => self.reports.range(..b.as_bytes().to_vec()),
+            None => self.reports.iter(),
+        };
+        iter.rev().map(|r| Ok(decode_value(&r?.1)?))
+    }
+
+    /// Stores a new report built by `build` (given its new id), unless the
+    /// caller already published with this request id.
+    pub async fn publish(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        build: impl Fn(&str) -> Report,
+    ) -> Result<Outcome, SharingError> {
+        let id = uuid::Uuid::now_v7().hyphenated().to_string();
+        self.mutate(who, request_id, Method::Publish, None, |_| Ok(build(&id)))
+            .await
+    }
+
+    /// Applies `transition` to the latest version of `id` and stores the
+    /// result as a new version, unless this request id was already used.
+    /// `transition` may run more than once (sled retries transactions) and
+    /// must have no side effects.
+    pub async fn update(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        method: Method,
+        id: &str,
+        transition: impl Fn(Report) -> Result<Report, SharingError>,
+    ) -> Result<Outcome, SharingError> {
+        self.mutate(who, request_id, method, Some(id), |current| {
+            transition(current.ok_or_else(|| SharingError::NotFound(id.to_owned()))?)
+        })
+        .await
+    }
+
+    async fn mutate(
+        &self,
+        who: &Principal,
+        request_id: &str,
+        method: Method,
+        id: Option<&str>,
+        next: impl Fn(Option<Report>) -> Result<Report, SharingError>,
+    ) -> Result<Outcome, SharingError> {
+        let req_key = request_key(who, request_id);
+        let trees = (&self.reports, &self.versions, &self.requests, self.log.tree());
+        self.log
+            .commit(&self.store, |seq| {
+                let result = trees.transaction(|(reports, versions, requests, events)| {
+                    let abort = ConflictableTransactionError::Abort;
+                    if let Some(done) = requests.get(&req_key)? {
+                        let (m, version, rid) = decode_request(&done);
+                        if m != method as u8 {
+                            return Err(abort(SharingError::invalid(
+                                "request_id",
+                                format!(
+                                    "was already used for {}; use a new request_id for a new call",
+                                    Method::name(m)
+                                ),
+                            )));
+                        }
+                        let Some(bytes) = versions.get(version_key(&rid, version))? else {
+                            return Err(abort(SharingError::NotFound(rid)));
+                        };
+                        let report = decode_value(&bytes).map_err(|e| abort(e.into()))?;
+                        return Ok(Write::Unchanged(Outcome {
+                            report,
+                            replayed: true,
+                        }));
+                    }
+                    let current = match id {
+                        Some(id) => match reports.get(id.as_bytes())? {
+                            Some(b) => Some(decode_value(&b).map_err(|e| abort(e.into()))?),
+                            None => None,
+                        },
+                        None => None,
+                    };
+                    let report = next(current).map_err(abort)?;
+                    let value = encode_value(&report);
+                    reports.insert(report.id.as_bytes(), value.clone())?;
+                    versions.insert(version_key(&report.id, report.version), value)?;
+                    requests.insert(
+                        req_key.clone(),
+                        encode_request(method, report.version, &report.id),
+                    )?;
+                    let event = SubscribeReportsResponse {
+                        sequence: seq,
+                        kind: event_kind(&report) as i32,
+                        report: Some(report.clone()),
+                    };
+                    events.insert(&seq_key(seq), encode_value(&event))?;
+                    Ok(Write::Appended(Outcome {
+                        report,
+                        replayed: false,
+                    }))
+                });
+                match result {
+                    Ok(w) => Ok(w),
+                    Err(TransactionError::Abort(e)) => Err(e),
+                    Err(TransactionError::Storage(e)) => Err(SharingError::Sled(e)),
+                }
+            })
+            .await
+    }
+}
+
+fn event_kind(r: &Report) -> ReportEventKind {
+    match r.status() {
+        ReportStatus::Resolved => ReportEventKind::Resolved,
+        ReportStatus::Retracted => ReportEventKind::Retracted,
+        _ if r.version == 1 => ReportEventKind::Published,
+        _ => ReportEventKind::Amended,
+    }
+}
+
+fn version_key(id: &str, version: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(id.len() + 4);
+    k.extend_from_slice(id.as_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn request_key(who: &Principal, request_id: &str) -> Vec<u8> {
+    let mut k = Vec::new();
+    for part in [&who.member, &who.subject] {
+        k.extend_from_slice(part.as_bytes());
+        k.push(0);
+    }
+    k.extend_from_slice(request_id.as_bytes());
+    k
+}
+
+fn encode_request(method: Method, version: u32, id: &str) -> Vec<u8> {
+    let mut v = vec![method as u8];
+    v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(id.as_bytes());
+    v
+}
+
+fn decode_request(v: &[u8]) -> (u8, u32, String) {
+    let method = v.first().copied().unwrap_or(0);
+    let mut ver = [0u8; 4];
+    if v.len() >= 5 {
+        ver.copy_from_slice(&v[1..5]);
+    }
+    let id = String::from_utf8_lossy(v.get(5..).unwrap_or_default()).into_owned();
+    (method, u32::from_be_bytes(ver), id)
+}
