@@ -1,0 +1,5 @@
+//! What each `orex` subcommand does; `main.rs` only parses arguments.
+
+pub mod dev;
+pub mod report;
+pub mod up;

@@ -1,0 +1,52 @@
+//! `orex up`: the whole system on this machine, in one command.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use orex_kit::Shutdown;
+
+use crate::CliError;
+use crate::devstack::{self, DEMO_PRINCIPALS, DevLayout, Ports};
+
+/// Generates what is missing in `layout`, starts every service and the
+/// gateway, prints where everything is, and runs until Ctrl-C or SIGTERM.
+pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+    devstack::init(layout, ports)?;
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let sharing_listener = devstack::bind(local(ports.sharing)).await?;
+    let gateway_listener = devstack::bind(local(ports.gateway)).await?;
+    let sharing = devstack::spawn_sharing(layout, sharing_listener, shutdown.clone())?;
+    let gateway = devstack::spawn_gateway(layout, gateway_listener, shutdown.clone())?;
+
+    let root = layout.root().display();
+    println!("orex dev stack is up (Ctrl-C stops it)\n");
+    println!("  gateway   https://127.0.0.1:{}   (members connect here)", ports.gateway);
+    println!("  sharing   https://127.0.0.1:{}   (gateway only)", ports.sharing);
+    println!("  data      {root}/data");
+    println!("  configs   {root}/config");
+    println!("  CA        {}", layout.ca_cert().display());
+    println!("\n  client bundles (CA, certificate, key, token valid 8 h):");
+    for p in DEMO_PRINCIPALS {
+        println!(
+            "    {:<10} {}  member {} subject {} roles {}",
+            p.bundle,
+            layout.bundle(p.bundle).display(),
+            p.member,
+            p.subject,
+            p.roles.join(",")
+        );
+    }
+    println!("\n  try:  orex report list --bundle {root}/bundles/us-alice");
+
+    let (s, g) = tokio::join!(sharing, gateway);
+    for r in [s, g] {
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => return Err(CliError::Invalid(format!("a service task failed: {e}"))),
+        }
+    }
+    println!("orex dev stack stopped; stores flushed");
+    Ok(())
+}

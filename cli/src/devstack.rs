@@ -1,0 +1,335 @@
+//! The local development stack behind `orex up`: one folder holds a
+//! generated PKI, issuer keys, client bundles for demo principals, the config
+//! files, and every service's sled data; every service and the gateway run in
+//! one process on local ports.
+//!
+//! ```text
+//! .orex-dev/
+//!   pki/ca.pem, pki/ca.key.pem               development partnership CA
+//!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing
+//!   issuers/<MEMBER>.key.pem, <MEMBER>.pub.pem  token issuer per member (Ed25519)
+//!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
+//!   config/policy.toml sharing.toml gateway.toml
+//!   data/sharing/                             sled store
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use orex_kit::{KitError, Shutdown};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::bundle::BundleFile;
+use crate::devpki::{DevCa, IssuerKeys};
+use crate::error::{read, write};
+use crate::tokens::{TokenSpec, mint};
+use crate::CliError;
+
+/// The audience every dev token carries and the dev gateway expects.
+pub const DEV_AUDIENCE: &str = "orex-gateway";
+/// Lifetime of tokens written into bundles.
+pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
+
+/// A demo member of the development partnership.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoMember {
+    /// Member code.
+    pub code: &'static str,
+    /// Name.
+    pub name: &'static str,
+    /// `state` or `bloc`.
+    pub kind: &'static str,
+    /// The bloc of a state, if any.
+    pub bloc: Option<&'static str>,
+    /// Founding party.
+    pub founding: bool,
+}
+
+/// The demo members: the US and the EU (a bloc with DE and FR) founded the
+/// partnership; JP joined later.
+pub const DEMO_MEMBERS: [DemoMember; 5] = [
+    DemoMember { code: "US", name: "United States", kind: "state", bloc: None, founding: true },
+    DemoMember { code: "EU", name: "European Union", kind: "bloc", bloc: None, founding: true },
+    DemoMember { code: "DE", name: "Germany", kind: "state", bloc: Some("EU"), founding: false },
+    DemoMember { code: "FR", name: "France", kind: "state", bloc: Some("EU"), founding: false },
+    DemoMember { code: "JP", name: "Japan", kind: "state", bloc: None, founding: false },
+];
+
+/// A demo principal with a client bundle.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoPrincipal {
+    /// Bundle folder name (`us-alice`).
+    pub bundle: &'static str,
+    /// Member code.
+    pub member: &'static str,
+    /// Token subject and certificate name.
+    pub subject: &'static str,
+    /// Roles granted by its token.
+    pub roles: &'static [&'static str],
+}
+
+/// The demo principals, one bundle each.
+pub const DEMO_PRINCIPALS: [DemoPrincipal; 7] = [
+    DemoPrincipal { bundle: "us-alice", member: "US", subject: "alice", roles: &["reporter", "reader"] },
+    DemoPrincipal { bundle: "us-bob", member: "US", subject: "bob", roles: &["reader"] },
+    DemoPrincipal { bundle: "eu-eva", member: "EU", subject: "eva", roles: &["reporter", "reader"] },
+    DemoPrincipal { bundle: "de-dora", member: "DE", subject: "dora", roles: &["reporter", "reader"] },
+    DemoPrincipal { bundle: "de-dieter", member: "DE", subject: "dieter", roles: &["reader"] },
+    DemoPrincipal { bundle: "fr-felix", member: "FR", subject: "felix", roles: &["reader"] },
+    DemoPrincipal { bundle: "jp-kenji", member: "JP", subject: "kenji", roles: &["reporter", "reader"] },
+];
+
+/// Local ports of the dev stack.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    /// Where members connect.
+    pub gateway: u16,
+    /// The sharing service (only the gateway may connect).
+    pub sharing: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            gateway: 7100,
+            sharing: 7101,
+        }
+    }
+}
+
+/// Paths inside a dev folder.
+#[derive(Debug, Clone)]
+pub struct DevLayout {
+    root: PathBuf,
+}
+
+impl DevLayout {
+    /// The layout rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The CA certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.root.join("pki/ca.pem")
+    }
+
+    /// A workload's certificate and key.
+    pub fn workload(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.root.join("pki/workloads");
+        (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key.pem")))
+    }
+
+    /// A member issuer's private and public key.
+    pub fn issuer_keys(&self, member: &str) -> (PathBuf, PathBuf) {
+        let dir = self.root.join("issuers");
+        (
+            dir.join(format!("{member}.key.pem")),
+            dir.join(format!("{member}.pub.pem")),
+        )
+    }
+
+    /// The issuer name of a member in the dev policy.
+    pub fn issuer_name(member: &str) -> String {
+        format!("urn:orex:dev:issuer:{member}")
+    }
+
+    /// A demo principal's bundle folder.
+    pub fn bundle(&self, name: &str) -> PathBuf {
+        self.root.join("bundles").join(name)
+    }
+
+    /// A config file (`policy.toml`, `sharing.toml`, `gateway.toml`).
+    pub fn config(&self, file: &str) -> PathBuf {
+        self.root.join("config").join(file)
+    }
+
+    /// A service's data folder.
+    pub fn data(&self, service: &str) -> PathBuf {
+        self.root.join("data").join(service)
+    }
+
+    /// True once the PKI has been generated.
+    pub fn has_pki(&self) -> bool {
+        self.ca_cert().is_file()
+    }
+}
+
+/// Generates the PKI and issuer keys if the folder has none, and (re)writes
+/// the config files and client bundles for `ports`. Existing certificates,
+/// keys and data are kept, so `orex up` can be run again and again.
+pub fn init(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+    if !layout.has_pki() {
+        generate_pki(layout)?;
+    }
+    write_configs(layout, ports)?;
+    write_bundles(layout, ports)?;
+    Ok(())
+}
+
+fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
+    let ca = DevCa::generate("orex development CA")?;
+    for name in ["gateway", "sharing"] {
+        let wk = ca.workload(name)?;
+        let (cert, key) = layout.workload(name);
+        write(&cert, wk.cert_pem.as_bytes(), false)?;
+        write(&key, wk.key_pem.as_bytes(), true)?;
+    }
+    for m in DEMO_MEMBERS {
+        let keys = IssuerKeys::generate()?;
+        let (private, public) = layout.issuer_keys(m.code);
+        write(&private, keys.private_pem.as_bytes(), true)?;
+        write(&public, keys.public_pem.as_bytes(), false)?;
+    }
+    for p in DEMO_PRINCIPALS {
+        let ck = ca.member_client(p.member, p.subject)?;
+        let dir = layout.bundle(p.bundle);
+        write(&dir.join("cert.pem"), ck.cert_pem.as_bytes(), false)?;
+        write(&dir.join("key.pem"), ck.key_pem.as_bytes(), true)?;
+    }
+    // Written last: its presence marks a complete PKI.
+    write(&layout.ca_cert(), ca.cert_pem.as_bytes(), false)?;
+    Ok(())
+}
+
+/// The policy text of the dev partnership.
+pub fn policy_text() -> String {
+    let mut s = String::from(
+        "# The development partnership. The same format drives production and Kubernetes.\n",
+    );
+    for m in DEMO_MEMBERS {
+        s.push_str(&format!(
+            "\n[[members]]\ncode = \"{}\"\nname = \"{}\"\nkind = \"{}\"\nfounding = {}\n",
+            m.code, m.name, m.kind, m.founding
+        ));
+        if let Some(b) = m.bloc {
+            s.push_str(&format!("bloc = \"{b}\"\n"));
+        }
+        s.push_str(&format!(
+            "\n[[members.issuers]]\nissuer = \"{}\"\npublic_key = \"../issuers/{}.pub.pem\"\nalgorithms = [\"EdDSA\"]\n",
+            DevLayout::issuer_name(m.code),
+            m.code
+        ));
+    }
+    s
+}
+
+fn write_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+    write(&layout.config("policy.toml"), policy_text().as_bytes(), false)?;
+    let sharing = format!(
+        r#"# The sharing service of the dev stack (env overrides: OREX_SHARING__<FIELD>).
+listen = "127.0.0.1:{sharing}"
+data_dir = "../data/sharing"
+policy = "policy.toml"
+allowed_workloads = ["gateway", "risk"]
+
+[tls]
+ca = "../pki/ca.pem"
+cert = "../pki/workloads/sharing.pem"
+key = "../pki/workloads/sharing.key.pem"
+"#,
+        sharing = ports.sharing
+    );
+    write(&layout.config("sharing.toml"), sharing.as_bytes(), false)?;
+    let gateway = format!(
+        r#"# The gateway of the dev stack (env overrides: OREX_GATEWAY__<FIELD>).
+listen = "127.0.0.1:{gateway}"
+policy = "policy.toml"
+
+[tls]
+ca = "../pki/ca.pem"
+cert = "../pki/workloads/gateway.pem"
+key = "../pki/workloads/gateway.key.pem"
+
+[tokens]
+audience = "{DEV_AUDIENCE}"
+leeway_seconds = 30
+
+[backends.sharing]
+address = "https://127.0.0.1:{sharing}"
+server_name = "sharing"
+"#,
+        gateway = ports.gateway,
+        sharing = ports.sharing
+    );
+    write(&layout.config("gateway.toml"), gateway.as_bytes(), false)?;
+    Ok(())
+}
+
+fn write_bundles(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+    let ca = read(&layout.ca_cert())?;
+    for p in DEMO_PRINCIPALS {
+        let dir = layout.bundle(p.bundle);
+        write(&dir.join("ca.pem"), &ca, false)?;
+        let file = BundleFile {
+            gateway: format!("https://127.0.0.1:{}", ports.gateway),
+            server_name: "gateway".into(),
+            member: p.member.into(),
+            subject: p.subject.into(),
+            roles: p.roles.iter().map(|r| r.to_string()).collect(),
+            issuer: DevLayout::issuer_name(p.member),
+            audience: DEV_AUDIENCE.into(),
+        };
+        file.write(&dir)?;
+        refresh_token(layout, &dir, DEV_TOKEN_TTL)?;
+    }
+    Ok(())
+}
+
+/// Mints a fresh token for the bundle in `dir` with its member's dev issuer
+/// key and writes it to `token.jwt`. Returns the token.
+pub fn refresh_token(layout: &DevLayout, dir: &Path, ttl: Duration) -> Result<String, CliError> {
+    let file = BundleFile::read(dir)?;
+    let cert = String::from_utf8_lossy(&read(&dir.join("cert.pem"))?).into_owned();
+    let (issuer_key, _) = layout.issuer_keys(&file.member);
+    let issuer_key = String::from_utf8_lossy(&read(&issuer_key)?).into_owned();
+    let token = mint(
+        &TokenSpec {
+            issuer: &file.issuer,
+            audience: &file.audience,
+            subject: &file.subject,
+            roles: &file.roles,
+            cert_pem: &cert,
+            ttl,
+            not_before_offset: 0,
+        },
+        &issuer_key,
+    )?;
+    write(&dir.join("token.jwt"), token.as_bytes(), true)?;
+    Ok(token)
+}
+
+/// Starts the sharing service from the dev folder's config on `listener`.
+pub fn spawn_sharing(
+    layout: &DevLayout,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
+    let config = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
+    Ok(tokio::spawn(orex_sharing::serve(config, listener, shutdown)))
+}
+
+/// Starts the gateway from the dev folder's config on `listener`.
+pub fn spawn_gateway(
+    layout: &DevLayout,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
+    let config = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
+    Ok(tokio::spawn(orex_gateway::serve(config, listener, shutdown)))
+}
+
+/// Binds a local port, naming it on failure.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CliError> {
+    TcpListener::bind(addr).await.map_err(|source| CliError::Io {
+        path: PathBuf::from(addr.to_string()),
+        source,
+    })
+}

@@ -1,0 +1,110 @@
+//! `orex`: run the dev stack, mint dev tokens, and use the member API.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use orex_cli::commands::{self, report::ReportCommand};
+use orex_cli::devstack::{DevLayout, Ports};
+
+/// orex — the critical-minerals partnership's supply-problem exchange.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system locally: generate a dev PKI, issuer keys and client
+    /// bundles (once), start every service and the gateway.
+    Up {
+        /// Folder for PKI, bundles, configs and data.
+        #[arg(long, default_value = ".orex-dev")]
+        dir: PathBuf,
+        /// Gateway port.
+        #[arg(long, default_value_t = 7100)]
+        gateway_port: u16,
+        /// Sharing service port.
+        #[arg(long, default_value_t = 7101)]
+        sharing_port: u16,
+    },
+    /// Supply reports, through the gateway.
+    Report {
+        /// Client bundle folder (ca.pem, cert.pem, key.pem, token.jwt, bundle.toml).
+        #[arg(long, env = "OREX_BUNDLE", global = true)]
+        bundle: Option<PathBuf>,
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Development tooling.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Issue a fresh certificate-bound token for a bundle (written to its token.jwt).
+    Token {
+        /// Client bundle folder.
+        #[arg(long, env = "OREX_BUNDLE")]
+        bundle: PathBuf,
+        /// The dev folder holding the issuer keys (default: the bundle's dev folder).
+        #[arg(long)]
+        dev_dir: Option<PathBuf>,
+        /// Token lifetime in minutes.
+        #[arg(long, default_value_t = 480)]
+        ttl_minutes: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    orex_kit::install_crypto_provider();
+    orex_kit::telemetry::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up {
+            dir,
+            gateway_port,
+            sharing_port,
+        } => {
+            commands::up::run(
+                &DevLayout::new(dir),
+                Ports {
+                    gateway: gateway_port,
+                    sharing: sharing_port,
+                },
+            )
+            .await
+        }
+        Command::Report { bundle, command } => match bundle {
+            Some(bundle) => commands::report::run(&bundle, command).await,
+            None => Err(orex_cli::CliError::Invalid(
+                "--bundle (or OREX_BUNDLE) is required: the folder of your client bundle".into(),
+            )),
+        },
+        Command::Dev {
+            command:
+                DevCommand::Token {
+                    bundle,
+                    dev_dir,
+                    ttl_minutes,
+                },
+        } => commands::dev::token(
+            &bundle,
+            dev_dir.as_deref(),
+            std::time::Duration::from_secs(ttl_minutes * 60),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orex: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

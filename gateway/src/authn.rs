@@ -1,0 +1,90 @@
+//! Authentication of a member's call: the client certificate names the
+//! member, the bearer token names the principal, and the token must be bound
+//! to that very certificate.
+
+use std::sync::Arc;
+
+use orex_kit::identity::{PeerIdentity, peer_of};
+use orex_membership::{Partnership, Principal};
+use tonic::Request;
+
+use crate::error::GatewayError;
+use crate::tokens::TokenVerifier;
+
+/// Who is calling, as the gateway established it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The verified principal.
+    pub principal: Principal,
+    /// SHA-256 of the client certificate, lower-case hex.
+    pub cert_fingerprint: String,
+    /// The token's `jti`, if it has one.
+    pub token_id: Option<String>,
+}
+
+/// Authenticates member calls.
+#[derive(Debug)]
+pub struct Authenticator {
+    partnership: Arc<Partnership>,
+    tokens: TokenVerifier,
+}
+
+impl Authenticator {
+    /// Builds an authenticator over the partnership policy.
+    pub fn new(partnership: Arc<Partnership>, tokens: TokenVerifier) -> Self {
+        Self {
+            partnership,
+            tokens,
+        }
+    }
+
+    /// Establishes the caller of `req` or says which check failed.
+    pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Caller, GatewayError> {
+        let unauth = GatewayError::Unauthenticated;
+        let peer = peer_of(req).map_err(|e| unauth(e.to_string()))?;
+        let member = match &peer.identity {
+            PeerIdentity::Member { member, .. } => member.clone(),
+            PeerIdentity::Workload(name) => {
+                return Err(unauth(format!(
+                    "workload certificate {name:?} is not a member certificate"
+                )));
+            }
+        };
+        let Some(m) = self.partnership.member(&member) else {
+            return Err(unauth(format!(
+                "certificate names member {member}, which is not in the partnership policy"
+            )));
+        };
+        let token = bearer(req)?;
+        let verified = self.tokens.verify(&member, token, &peer.cert_sha256)?;
+        if !m.is_active() {
+            return Err(GatewayError::PermissionDenied(format!(
+                "member {member} is suspended"
+            )));
+        }
+        Ok(Caller {
+            principal: verified.principal,
+            cert_fingerprint: peer.fingerprint_hex(),
+            token_id: verified.token_id,
+        })
+    }
+}
+
+fn bearer<T>(req: &Request<T>) -> Result<&str, GatewayError> {
+    let unauth = |m: &str| GatewayError::Unauthenticated(m.to_owned());
+    let value = req
+        .metadata()
+        .get("authorization")
+        .ok_or_else(|| unauth("missing authorization metadata (expected \"Bearer <token>\")"))?
+        .to_str()
+        .map_err(|_| unauth("authorization metadata is not ASCII"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| unauth("authorization metadata must be \"Bearer <token>\""))?
+        .trim();
+    if token.is_empty() {
+        return Err(unauth("bearer token is empty"));
+    }
+    Ok(token)
+}

@@ -1,0 +1,92 @@
+//! The gateway's configuration file (`gateway.toml`), with `OREX_GATEWAY__*`
+//! environment overrides.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use orex_kit::KitError;
+use orex_kit::tls::TlsFiles;
+use serde::Deserialize;
+
+/// Configuration of the gateway.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address members connect to (mutual TLS gRPC).
+    pub listen: SocketAddr,
+    /// The partnership policy file: members, blocs and their token issuers.
+    pub policy: PathBuf,
+    /// The gateway's workload certificate (`spiffe://orex/workload/gateway`),
+    /// its key and the partnership CA. Served to members and presented to
+    /// the services.
+    pub tls: TlsFiles,
+    /// What member tokens must carry and how strictly they are checked.
+    pub tokens: TokenConfig,
+    /// Where the services are.
+    pub backends: Backends,
+}
+
+/// Token checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The `aud` every member token must name (this partnership's gateway).
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (default 30, at most 300).
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// The services the gateway forwards to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backends {
+    /// The sharing service.
+    pub sharing: Backend,
+}
+
+/// One backend service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    /// Its address, `https://host:port`.
+    pub address: String,
+    /// The DNS name in its certificate that the gateway checks (`sharing`).
+    pub server_name: String,
+}
+
+impl GatewayConfig {
+    /// Loads `path` with environment overrides, resolving relative paths
+    /// against the file's folder, and checks the values.
+    pub fn load(path: &Path) -> Result<Self, KitError> {
+        let mut c: Self = orex_kit::config::load(path, "gateway")?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        c.policy = orex_kit::config::resolve(base, &c.policy);
+        c.tls = c.tls.resolved(base);
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), KitError> {
+        if self.tokens.audience.trim().is_empty() {
+            return Err(KitError::Config("tokens.audience must not be empty".into()));
+        }
+        if self.tokens.leeway_seconds > 300 {
+            return Err(KitError::Config(
+                "tokens.leeway_seconds must be at most 300".into(),
+            ));
+        }
+        if !self.backends.sharing.address.starts_with("https://") {
+            return Err(KitError::Config(
+                "backends.sharing.address must be an https:// address (every hop is mutual TLS)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
