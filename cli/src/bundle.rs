@@ -39,34 +39,44 @@ impl BundleFile {
     pub fn read(dir: &Path) -> Result<Self, CliError> {
         let path = dir.join("bundle.toml");
         let text = String::from_utf8_lossy(&read(&path)?).into_owned();
-        toml::from_str(&text)
-            .map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))
+        toml::from_str(&text).map_err(|e| CliError::Invalid(format!("{}: {e}", path.display())))
     }
 
     /// Writes `dir/bundle.toml`.
     pub fn write(&self, dir: &Path) -> Result<(), CliError> {
-        let text = toml::to_string(self)
-            .map_err(|e| CliError::Invalid(format!("bundle.toml: {e}")))?;
+        let text =
+            toml::to_string(self).map_err(|e| CliError::Invalid(format!("bundle.toml: {e}")))?;
         write(&dir.join("bundle.toml"), text.as_bytes(), false)
     }
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Debug, Clone)]
-pub struct BearerToken(MetadataValue<tonic::metadata::Ascii>);
+pub struct BearerToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl BearerToken {
     /// Wraps a raw token.
     pub fn new(token: &str) -> Result<Self, CliError> {
         MetadataValue::try_from(format!("Bearer {}", token.trim()))
-            .map(Self)
-            .map_err(|_| CliError::Invalid("token contains characters not allowed in metadata".into()))
+            .map(|v| Self(Some(v)))
+            .map_err(|_| {
+                CliError::Invalid("token contains characters not allowed in metadata".into())
+            })
+    }
+}
+
+impl BearerToken {
+    /// Sends no authorization at all (tests of the gateway's refusal).
+    pub fn none() -> Self {
+        Self(None)
     }
 }
 
 impl tonic::service::Interceptor for BearerToken {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
         Ok(req)
     }
 }

@@ -21,11 +21,11 @@ use orex_kit::{KitError, Shutdown};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::CliError;
 use crate::bundle::BundleFile;
 use crate::devpki::{DevCa, IssuerKeys};
 use crate::error::{read, write};
 use crate::tokens::{TokenSpec, mint};
-use crate::CliError;
 
 /// The audience every dev token carries and the dev gateway expects.
 pub const DEV_AUDIENCE: &str = "orex-gateway";
@@ -50,11 +50,41 @@ pub struct DemoMember {
 /// The demo members: the US and the EU (a bloc with DE and FR) founded the
 /// partnership; JP joined later.
 pub const DEMO_MEMBERS: [DemoMember; 5] = [
-    DemoMember { code: "US", name: "United States", kind: "state", bloc: None, founding: true },
-    DemoMember { code: "EU", name: "European Union", kind: "bloc", bloc: None, founding: true },
-    DemoMember { code: "DE", name: "Germany", kind: "state", bloc: Some("EU"), founding: false },
-    DemoMember { code: "FR", name: "France", kind: "state", bloc: Some("EU"), founding: false },
-    DemoMember { code: "JP", name: "Japan", kind: "state", bloc: None, founding: false },
+    DemoMember {
+        code: "US",
+        name: "United States",
+        kind: "state",
+        bloc: None,
+        founding: true,
+    },
+    DemoMember {
+        code: "EU",
+        name: "European Union",
+        kind: "bloc",
+        bloc: None,
+        founding: true,
+    },
+    DemoMember {
+        code: "DE",
+        name: "Germany",
+        kind: "state",
+        bloc: Some("EU"),
+        founding: false,
+    },
+    DemoMember {
+        code: "FR",
+        name: "France",
+        kind: "state",
+        bloc: Some("EU"),
+        founding: false,
+    },
+    DemoMember {
+        code: "JP",
+        name: "Japan",
+        kind: "state",
+        bloc: None,
+        founding: false,
+    },
 ];
 
 /// A demo principal with a client bundle.
@@ -72,13 +102,48 @@ pub struct DemoPrincipal {
 
 /// The demo principals, one bundle each.
 pub const DEMO_PRINCIPALS: [DemoPrincipal; 7] = [
-    DemoPrincipal { bundle: "us-alice", member: "US", subject: "alice", roles: &["reporter", "reader"] },
-    DemoPrincipal { bundle: "us-bob", member: "US", subject: "bob", roles: &["reader"] },
-    DemoPrincipal { bundle: "eu-eva", member: "EU", subject: "eva", roles: &["reporter", "reader"] },
-    DemoPrincipal { bundle: "de-dora", member: "DE", subject: "dora", roles: &["reporter", "reader"] },
-    DemoPrincipal { bundle: "de-dieter", member: "DE", subject: "dieter", roles: &["reader"] },
-    DemoPrincipal { bundle: "fr-felix", member: "FR", subject: "felix", roles: &["reader"] },
-    DemoPrincipal { bundle: "jp-kenji", member: "JP", subject: "kenji", roles: &["reporter", "reader"] },
+    DemoPrincipal {
+        bundle: "us-alice",
+        member: "US",
+        subject: "alice",
+        roles: &["reporter", "reader"],
+    },
+    DemoPrincipal {
+        bundle: "us-bob",
+        member: "US",
+        subject: "bob",
+        roles: &["reader"],
+    },
+    DemoPrincipal {
+        bundle: "eu-eva",
+        member: "EU",
+        subject: "eva",
+        roles: &["reporter", "reader"],
+    },
+    DemoPrincipal {
+        bundle: "de-dora",
+        member: "DE",
+        subject: "dora",
+        roles: &["reporter", "reader"],
+    },
+    DemoPrincipal {
+        bundle: "de-dieter",
+        member: "DE",
+        subject: "dieter",
+        roles: &["reader"],
+    },
+    DemoPrincipal {
+        bundle: "fr-felix",
+        member: "FR",
+        subject: "felix",
+        roles: &["reader"],
+    },
+    DemoPrincipal {
+        bundle: "jp-kenji",
+        member: "JP",
+        subject: "kenji",
+        roles: &["reporter", "reader"],
+    },
 ];
 
 /// Local ports of the dev stack.
@@ -124,7 +189,10 @@ impl DevLayout {
     /// A workload's certificate and key.
     pub fn workload(&self, name: &str) -> (PathBuf, PathBuf) {
         let dir = self.root.join("pki/workloads");
-        (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key.pem")))
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key.pem")),
+        )
     }
 
     /// A member issuer's private and public key.
@@ -222,7 +290,11 @@ pub fn policy_text() -> String {
 }
 
 fn write_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
-    write(&layout.config("policy.toml"), policy_text().as_bytes(), false)?;
+    write(
+        &layout.config("policy.toml"),
+        policy_text().as_bytes(),
+        false,
+    )?;
     let sharing = format!(
         r#"# The sharing service of the dev stack (env overrides: OREX_SHARING__<FIELD>).
 listen = "127.0.0.1:{sharing}"
@@ -313,7 +385,9 @@ pub fn spawn_sharing(
     shutdown: Shutdown,
 ) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
     let config = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
-    Ok(tokio::spawn(orex_sharing::serve(config, listener, shutdown)))
+    Ok(tokio::spawn(orex_sharing::serve(
+        config, listener, shutdown,
+    )))
 }
 
 /// Starts the gateway from the dev folder's config on `listener`.
@@ -323,13 +397,17 @@ pub fn spawn_gateway(
     shutdown: Shutdown,
 ) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
     let config = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
-    Ok(tokio::spawn(orex_gateway::serve(config, listener, shutdown)))
+    Ok(tokio::spawn(orex_gateway::serve(
+        config, listener, shutdown,
+    )))
 }
 
 /// Binds a local port, naming it on failure.
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CliError> {
-    TcpListener::bind(addr).await.map_err(|source| CliError::Io {
-        path: PathBuf::from(addr.to_string()),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CliError::Io {
+            path: PathBuf::from(addr.to_string()),
+            source,
+        })
 }

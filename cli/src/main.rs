@@ -16,6 +16,8 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run; the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the whole system locally: generate a dev PKI, issuer keys and client
     /// bundles (once), start every service and the gateway.

@@ -26,9 +26,10 @@ pub struct TokenSpec<'a> {
     pub roles: &'a [String],
     /// The client certificate (PEM) the token is bound to.
     pub cert_pem: &'a str,
-    /// Lifetime from now.
+    /// Lifetime from `nbf`.
     pub ttl: Duration,
-    /// Seconds to shift `nbf`/`iat` by (tests of not-yet-valid tokens).
+    /// Seconds from now to `nbf`/`iat` (negative: in the past). Tests use it
+    /// for expired and not-yet-valid tokens; normally 0.
     pub not_before_offset: i64,
 }
 
@@ -64,7 +65,7 @@ pub fn mint(spec: &TokenSpec<'_>, issuer_private_pem: &str) -> Result<String, Cl
         sub: spec.subject,
         iat: nbf,
         nbf,
-        exp: now + spec.ttl.as_secs(),
+        exp: nbf + spec.ttl.as_secs(),
         jti: uuid::Uuid::new_v4().to_string(),
         roles: spec.roles,
         cnf: Cnf {

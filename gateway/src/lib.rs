@@ -35,9 +35,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), KitError> {
-    let partnership = Arc::new(
-        Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?,
-    );
+    let partnership =
+        Arc::new(Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?);
     let tokens = tokens::TokenVerifier::new(
         &partnership,
         &config.tokens.audience,

@@ -239,7 +239,9 @@ impl TokenVerifier {
             || claims.sub.len() > 256
             || claims.sub.chars().any(|c| c.is_control())
         {
-            return Err(unauth("token subject (sub) must be 1 to 256 printable characters"));
+            return Err(unauth(
+                "token subject (sub) must be 1 to 256 printable characters",
+            ));
         }
         // Role names this gateway does not know grant nothing.
         let roles = claims

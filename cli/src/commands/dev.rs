@@ -16,7 +16,9 @@ pub fn token(bundle: &Path, dev_dir: Option<&Path>, ttl: Duration) -> Result<(),
             .canonicalize()
             .ok()
             .and_then(|b| b.parent().and_then(Path::parent).map(Path::to_owned))
-            .ok_or_else(|| CliError::Invalid("cannot find the dev folder; pass --dev-dir".into()))?,
+            .ok_or_else(|| {
+                CliError::Invalid("cannot find the dev folder; pass --dev-dir".into())
+            })?,
     };
     let token = devstack::refresh_token(&DevLayout::new(root), bundle, ttl)?;
     println!("{token}");

@@ -1,7 +1,7 @@
 //! `orex report publish|get|list|watch|history`: the sharing API from the
 //! command line, through the gateway, with a client bundle.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
@@ -105,7 +105,7 @@ pub struct ListArgs {
 }
 
 /// Runs a report subcommand with the bundle in `bundle`.
-pub async fn run(bundle: &PathBuf, cmd: ReportCommand) -> Result<(), CliError> {
+pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
     let conn = Connection::open(bundle).await?;
     let mut client = conn.sharing();
     match cmd {
@@ -141,13 +141,17 @@ pub async fn run(bundle: &PathBuf, cmd: ReportCommand) -> Result<(), CliError> {
                 minerals: a
                     .mineral
                     .as_deref()
-                    .map(|m| parse_enum("MINERAL", m, Mineral::from_str_name).map(|v| vec![v as i32]))
+                    .map(|m| {
+                        parse_enum("MINERAL", m, Mineral::from_str_name).map(|v| vec![v as i32])
+                    })
                     .transpose()?
                     .unwrap_or_default(),
                 categories: a
                     .category
                     .as_deref()
-                    .map(|c| parse_enum("CATEGORY", c, Category::from_str_name).map(|v| vec![v as i32]))
+                    .map(|c| {
+                        parse_enum("CATEGORY", c, Category::from_str_name).map(|v| vec![v as i32])
+                    })
                     .transpose()?
                     .unwrap_or_default(),
                 min_severity: a.min_severity,
@@ -221,7 +225,9 @@ fn content_from(a: &PublishArgs) -> Result<ReportContent, CliError> {
                     member: m.to_owned(),
                     subject: s.to_owned(),
                 })
-                .ok_or_else(|| CliError::Invalid(format!("--to-principal {p}: expected MEMBER/subject")))
+                .ok_or_else(|| {
+                    CliError::Invalid(format!("--to-principal {p}: expected MEMBER/subject"))
+                })
         })
         .collect::<Result<_, _>>()?;
     Ok(ReportContent {
@@ -246,13 +252,11 @@ fn content_from(a: &PublishArgs) -> Result<ReportContent, CliError> {
 
 /// Parses `gallium` / `amber-strict` as `MINERAL_GALLIUM` / `MARKING_AMBER_STRICT`.
 fn parse_enum<E>(prefix: &str, s: &str, from: fn(&str) -> Option<E>) -> Result<E, CliError> {
-    let name = format!("{prefix}_{}", s.trim().to_uppercase().replace(['-', ' ', '+'], "_"));
-    from(&name).ok_or_else(|| {
-        CliError::Invalid(format!(
-            "unknown {} {s:?}",
-            prefix.to_lowercase()
-        ))
-    })
+    let name = format!(
+        "{prefix}_{}",
+        s.trim().to_uppercase().replace(['-', ' ', '+'], "_")
+    );
+    from(&name).ok_or_else(|| CliError::Invalid(format!("unknown {} {s:?}", prefix.to_lowercase())))
 }
 
 fn strip<'a>(s: &'a str, prefix: &str) -> &'a str {

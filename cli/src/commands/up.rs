@@ -21,8 +21,14 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
 
     let root = layout.root().display();
     println!("orex dev stack is up (Ctrl-C stops it)\n");
-    println!("  gateway   https://127.0.0.1:{}   (members connect here)", ports.gateway);
-    println!("  sharing   https://127.0.0.1:{}   (gateway only)", ports.sharing);
+    println!(
+        "  gateway   https://127.0.0.1:{}   (members connect here)",
+        ports.gateway
+    );
+    println!(
+        "  sharing   https://127.0.0.1:{}   (gateway only)",
+        ports.sharing
+    );
     println!("  data      {root}/data");
     println!("  configs   {root}/config");
     println!("  CA        {}", layout.ca_cert().display());

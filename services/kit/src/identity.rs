@@ -55,7 +55,10 @@ pub struct Peer {
 impl Peer {
     /// Lower-case hex of the certificate hash, as logged and audited.
     pub fn fingerprint_hex(&self) -> String {
-        self.cert_sha256.iter().map(|b| format!("{b:02x}")).collect()
+        self.cert_sha256
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

@@ -2,11 +2,18 @@
 //! trips it; servers stop accepting, streams end with a resumable status,
 //! and stores flush before the process exits.
 
-use tokio_util::sync::CancellationToken;
+use std::future::Future;
 
-/// A cloneable shutdown signal.
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A cloneable shutdown signal, plus the tasks (stream followers) that must
+/// finish before the process's stores can be closed.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown(CancellationToken);
+pub struct Shutdown {
+    token: CancellationToken,
+    tasks: TaskTracker,
+}
 
 impl Shutdown {
     /// A signal that has not fired.
@@ -16,17 +23,34 @@ impl Shutdown {
 
     /// Fires the signal.
     pub fn trigger(&self) {
-        self.0.cancel();
+        self.token.cancel();
     }
 
     /// True once fired.
     pub fn is_triggered(&self) -> bool {
-        self.0.is_cancelled()
+        self.token.is_cancelled()
     }
 
     /// Resolves when the signal fires.
     pub async fn wait(&self) {
-        self.0.cancelled().await
+        self.token.cancelled().await
+    }
+
+    /// Spawns a task that must end before [`drained`](Self::drained) returns;
+    /// it should watch [`wait`](Self::wait) and stop promptly.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Fires the signal and waits until every task spawned through
+    /// [`spawn`](Self::spawn) has ended.
+    pub async fn drained(&self) {
+        self.trigger();
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Fires the signal on SIGTERM or Ctrl-C. Spawns a task; returns at once.

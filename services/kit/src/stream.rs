@@ -38,7 +38,8 @@ where
 {
     let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
     let (end_tx, end_rx) = oneshot::channel::<Status>();
-    tokio::spawn(async move {
+    let stop_signal = shutdown.clone();
+    stop_signal.spawn(async move {
         let mut cursor = after;
         let mut changes = log.watch();
         let end = loop {
@@ -64,7 +65,14 @@ where
             for (seq, bytes) in batch {
                 if let Some(item) = map(seq, &bytes) {
                     let failed = item.is_err();
-                    match tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(item)).await {
+                    let sent = tokio::select! {
+                        sent = tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(item)) => sent,
+                        _ = shutdown.wait() => {
+                            stop = Some(Some(resume_status(Status::unavailable, "server is shutting down", cursor)));
+                            break;
+                        }
+                    };
+                    match sent {
                         Ok(Ok(())) => {}
                         Ok(Err(_)) => {
                             stop = Some(None);
@@ -102,5 +110,7 @@ where
 }
 
 fn resume_status(code: fn(String) -> Status, why: &str, cursor: u64) -> Status {
-    code(format!("{why}; reconnect with after_sequence={cursor} to resume"))
+    code(format!(
+        "{why}; reconnect with after_sequence={cursor} to resume"
+    ))
 }

@@ -54,7 +54,9 @@ impl From<SharingError> for Status {
             SharingError::Aborted(m) => Status::aborted(m),
             SharingError::Store(_) | SharingError::Sled(_) => {
                 tracing::error!(error = %e, "sharing store failure");
-                Status::unavailable("the report store is unavailable; retry with the same request_id")
+                Status::unavailable(
+                    "the report store is unavailable; retry with the same request_id",
+                )
             }
         }
     }

@@ -56,10 +56,19 @@ pub fn matches(f: &ReportFilter, r: &Report) -> bool {
 
 /// Half-open windows [a0, a1) and [b0, b1) overlap when a0 < b1 and b0 < a1;
 /// a missing end is +infinity.
-fn overlaps(w: &orex_proto::common::v1::TimeWindow, c: &orex_proto::sharing::v1::ReportContent) -> bool {
-    let Some(eff) = &c.effective_window else { return false };
+fn overlaps(
+    w: &orex_proto::common::v1::TimeWindow,
+    c: &orex_proto::sharing::v1::ReportContent,
+) -> bool {
+    let Some(eff) = &c.effective_window else {
+        return false;
+    };
     let n = |t: &Option<prost_types::Timestamp>| t.as_ref().map(validate::nanos);
-    let (Some(a0), a1) = (n(&w.start), n(&w.end)) else { return false };
-    let (Some(b0), b1) = (n(&eff.start), n(&eff.end)) else { return false };
+    let (Some(a0), a1) = (n(&w.start), n(&w.end)) else {
+        return false;
+    };
+    let (Some(b0), b1) = (n(&eff.start), n(&eff.end)) else {
+        return false;
+    };
     a1.is_none_or(|a1| b0 < a1) && b1.is_none_or(|b1| a0 < b1)
 }

@@ -39,9 +39,8 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<(), KitError> {
-    let partnership = Arc::new(
-        Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?,
-    );
+    let partnership =
+        Arc::new(Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?);
     let tls = config.tls.load()?.server();
     let store = store::ReportStore::open(&config.data_dir)
         .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
@@ -49,11 +48,18 @@ pub async fn serve(
     let guard = WorkloadGuard::new(config.allowed_workloads.clone());
     let svc = SharingServiceServer::with_interceptor(sharing, move |req| guard.check(req));
     tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "sharing service listening");
-    let result =
-        orex_kit::server::serve(listener, tls, Routes::new(svc), &[SERVICE_NAME], shutdown).await;
-    store
-        .flush()
-        .map_err(|e| KitError::Flush(e.to_string()))?;
+    let result = orex_kit::server::serve(
+        listener,
+        tls,
+        Routes::new(svc),
+        &[SERVICE_NAME],
+        shutdown.clone(),
+    )
+    .await;
+    // Streams end with a resumable UNAVAILABLE; wait for them so that no
+    // handle on the store outlives this call.
+    shutdown.drained().await;
+    store.flush().map_err(|e| KitError::Flush(e.to_string()))?;
     tracing::info!("sharing service stopped; store flushed");
     result
 }

@@ -270,16 +270,28 @@ impl SharingService for Sharing {
         let at = now();
         let outcome = self
             .store
-            .update(&who, &req.request_id, Method::Resolve, &req.report_id, |r| {
-                self.may_change(&who, &r)?;
-                if !is_open(&r) {
-                    return Err(SharingError::FailedPrecondition(format!(
-                        "report is {:?}; only active or amended reports can be resolved",
-                        r.status()
-                    )));
-                }
-                Ok(next_version(r, &who, ReportStatus::Resolved, &req.note, &at))
-            })
+            .update(
+                &who,
+                &req.request_id,
+                Method::Resolve,
+                &req.report_id,
+                |r| {
+                    self.may_change(&who, &r)?;
+                    if !is_open(&r) {
+                        return Err(SharingError::FailedPrecondition(format!(
+                            "report is {:?}; only active or amended reports can be resolved",
+                            r.status()
+                        )));
+                    }
+                    Ok(next_version(
+                        r,
+                        &who,
+                        ReportStatus::Resolved,
+                        &req.note,
+                        &at,
+                    ))
+                },
+            )
             .await?;
         Ok(Response::new(ResolveReportResponse {
             report: Some(outcome.report),
@@ -298,15 +310,27 @@ impl SharingService for Sharing {
         let at = now();
         let outcome = self
             .store
-            .update(&who, &req.request_id, Method::Retract, &req.report_id, |r| {
-                self.may_change(&who, &r)?;
-                if r.status() == ReportStatus::Retracted {
-                    return Err(SharingError::FailedPrecondition(
-                        "report is already retracted".into(),
-                    ));
-                }
-                Ok(next_version(r, &who, ReportStatus::Retracted, &req.reason, &at))
-            })
+            .update(
+                &who,
+                &req.request_id,
+                Method::Retract,
+                &req.report_id,
+                |r| {
+                    self.may_change(&who, &r)?;
+                    if r.status() == ReportStatus::Retracted {
+                        return Err(SharingError::FailedPrecondition(
+                            "report is already retracted".into(),
+                        ));
+                    }
+                    Ok(next_version(
+                        r,
+                        &who,
+                        ReportStatus::Retracted,
+                        &req.reason,
+                        &at,
+                    ))
+                },
+            )
             .await?;
         Ok(Response::new(RetractReportResponse {
             report: Some(outcome.report),

@@ -166,7 +166,12 @@ impl ReportStore {
         next: impl Fn(Option<Report>) -> Result<Report, SharingError>,
     ) -> Result<Outcome, SharingError> {
         let req_key = request_key(who, request_id);
-        let trees = (&self.reports, &self.versions, &self.requests, self.log.tree());
+        let trees = (
+            &self.reports,
+            &self.versions,
+            &self.requests,
+            self.log.tree(),
+        );
         self.log
             .commit(&self.store, |seq| {
                 let result = trees.transaction(|(reports, versions, requests, events)| {

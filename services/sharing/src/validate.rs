@@ -116,7 +116,11 @@ pub fn content(c: Option<&ReportContent>, partnership: &Partnership) -> Result {
                 "AMBER and AMBER+STRICT need at least one recipient member",
             ));
         }
-        members("content.recipient_members", &c.recipient_members, partnership)?;
+        members(
+            "content.recipient_members",
+            &c.recipient_members,
+            partnership,
+        )?;
     } else if !c.recipient_members.is_empty() {
         return Err(SharingError::invalid(
             "content.recipient_members",

@@ -1,0 +1,270 @@
+//! The end-to-end harness: [`Stack::spawn`] starts the real sharing service
+//! and gateway on 127.0.0.1 with a throwaway development PKI and sled stores
+//! in a temporary folder — the same code path as `orex up` — and hands out
+//! gRPC clients that connect as the demo principals.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use orex_cli::bundle::{BearerToken, BundleFile, Connection, SharingClient};
+use orex_cli::devstack::{self, DevLayout, Ports};
+use orex_cli::tokens::{TokenSpec, mint};
+use orex_kit::{KitError, Shutdown};
+use orex_proto::common::v1::{Marking, Mineral, PrincipalRef, Stage, TimeWindow};
+use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
+use orex_proto::sharing::v1::{Category, PublishReportRequest, Report, ReportContent};
+use prost_types::Timestamp;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+type Task = JoinHandle<Result<(), KitError>>;
+
+/// A running orex stack on local ports.
+#[derive(Debug)]
+pub struct Stack {
+    _dir: tempfile::TempDir,
+    /// The dev folder of this stack (PKI, bundles, configs, data).
+    pub layout: DevLayout,
+    /// Where members connect.
+    pub gateway_addr: SocketAddr,
+    /// The sharing service (gateway only).
+    pub sharing_addr: SocketAddr,
+    sharing: Option<(Shutdown, Task)>,
+    gateway: Option<(Shutdown, Task)>,
+}
+
+impl Stack {
+    /// Starts a fresh stack: new CA, new stores, every service and the gateway.
+    pub async fn spawn() -> Stack {
+        orex_kit::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let layout = DevLayout::new(dir.path().join("orex"));
+        let sharing_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let gateway_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let sharing_addr = sharing_l.local_addr().unwrap();
+        let gateway_addr = gateway_l.local_addr().unwrap();
+        devstack::init(
+            &layout,
+            Ports {
+                gateway: gateway_addr.port(),
+                sharing: sharing_addr.port(),
+            },
+        )
+        .expect("dev stack init");
+        let mut stack = Stack {
+            _dir: dir,
+            layout,
+            gateway_addr,
+            sharing_addr,
+            sharing: None,
+            gateway: None,
+        };
+        stack.start_sharing(sharing_l);
+        let shutdown = Shutdown::new();
+        let task = devstack::spawn_gateway(&stack.layout, gateway_l, shutdown.clone())
+            .expect("gateway config");
+        stack.gateway = Some((shutdown, task));
+        stack
+    }
+
+    fn start_sharing(&mut self, listener: TcpListener) {
+        let shutdown = Shutdown::new();
+        let task = devstack::spawn_sharing(&self.layout, listener, shutdown.clone())
+            .expect("sharing config");
+        self.sharing = Some((shutdown, task));
+    }
+
+    /// Stops the sharing service gracefully (streams end, store flushed and
+    /// closed), then starts it again on the same port over the same store.
+    pub async fn restart_sharing(&mut self) {
+        self.stop_sharing().await;
+        let listener = TcpListener::bind(self.sharing_addr).await.expect("rebind");
+        self.start_sharing(listener);
+    }
+
+    /// Stops the sharing service and waits until it has flushed and closed.
+    pub async fn stop_sharing(&mut self) {
+        if let Some((shutdown, task)) = self.sharing.take() {
+            shutdown.trigger();
+            task.await
+                .expect("sharing task")
+                .expect("sharing stopped cleanly");
+        }
+    }
+
+    /// Stops everything.
+    pub async fn stop(mut self) {
+        self.stop_sharing().await;
+        if let Some((shutdown, task)) = self.gateway.take() {
+            shutdown.trigger();
+            task.await
+                .expect("gateway task")
+                .expect("gateway stopped cleanly");
+        }
+    }
+
+    /// The bundle folder of a demo principal (`us-alice`).
+    pub fn bundle(&self, name: &str) -> PathBuf {
+        self.layout.bundle(name)
+    }
+
+    /// A sharing client through the gateway as a demo principal.
+    pub async fn client(&self, bundle: &str) -> SharingClient {
+        Connection::open(&self.bundle(bundle))
+            .await
+            .expect("connect to gateway")
+            .sharing()
+    }
+
+    /// Reads a file of a demo principal's bundle.
+    pub fn bundle_file(&self, bundle: &str, file: &str) -> String {
+        std::fs::read_to_string(self.bundle(bundle).join(file)).expect("bundle file")
+    }
+
+    /// Mints a token for a demo principal's certificate with chosen claims,
+    /// signed by `signer`'s dev issuer key.
+    pub fn token(&self, t: TokenParams<'_>) -> String {
+        let file = BundleFile::read(&self.bundle(t.bundle)).expect("bundle.toml");
+        let cert = self.bundle_file(t.cert_of.unwrap_or(t.bundle), "cert.pem");
+        let signer = t.signer.unwrap_or(&file.member);
+        let key = std::fs::read_to_string(self.layout.issuer_keys(signer).0).expect("issuer key");
+        let issuer = t.issuer.map(str::to_owned).unwrap_or(file.issuer.clone());
+        mint(
+            &TokenSpec {
+                issuer: &issuer,
+                audience: t.audience.unwrap_or(&file.audience),
+                subject: &file.subject,
+                roles: &file.roles,
+                cert_pem: &cert,
+                ttl: t.ttl,
+                not_before_offset: t.not_before_offset,
+            },
+            &key,
+        )
+        .expect("mint")
+    }
+
+    /// A client through the gateway with explicit TLS material and token.
+    /// `identity` of `None` connects without a client certificate; `token`
+    /// of `None` sends no authorization metadata.
+    pub async fn raw_client(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        identity: Option<(String, String)>,
+        token: Option<&str>,
+    ) -> Result<SharingClient, tonic::transport::Error> {
+        let ca = std::fs::read_to_string(self.layout.ca_cert()).expect("ca");
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name(server_name);
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let channel: Channel = Endpoint::from_shared(format!("https://{addr}"))
+            .expect("endpoint")
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        let token = match token {
+            Some(t) => BearerToken::new(t).expect("token"),
+            None => BearerToken::none(),
+        };
+        Ok(SharingServiceClient::with_interceptor(channel, token))
+    }
+}
+
+/// Claims for [`Stack::token`]; unset fields take the bundle's own values.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenParams<'a> {
+    /// Whose bundle (subject, roles, issuer, certificate).
+    pub bundle: &'a str,
+    /// Bind to another bundle's certificate instead.
+    pub cert_of: Option<&'a str>,
+    /// Sign with another member's issuer key.
+    pub signer: Option<&'a str>,
+    /// Another `iss`.
+    pub issuer: Option<&'a str>,
+    /// Another `aud`.
+    pub audience: Option<&'a str>,
+    /// Lifetime from `nbf`.
+    pub ttl: Duration,
+    /// Seconds from now to `nbf`.
+    pub not_before_offset: i64,
+}
+
+impl<'a> TokenParams<'a> {
+    /// A valid token of `bundle` for ten minutes.
+    pub fn of(bundle: &'a str) -> Self {
+        Self {
+            bundle,
+            cert_of: None,
+            signer: None,
+            issuer: None,
+            audience: None,
+            ttl: Duration::from_secs(600),
+            not_before_offset: 0,
+        }
+    }
+}
+
+/// A valid report content with the given marking and recipients.
+pub fn content(
+    marking: Marking,
+    to_members: &[&str],
+    to_principals: &[(&str, &str)],
+) -> ReportContent {
+    ReportContent {
+        mineral: Mineral::Gallium as i32,
+        stage: Stage::Refining as i32,
+        category: Category::ProductionOutage as i32,
+        severity: 3,
+        origin_country: "CN".into(),
+        affected_members: vec!["US".into()],
+        volume_impact_tonnes_per_month: -120.0,
+        observed_price: None,
+        effective_window: Some(TimeWindow {
+            start: Some(Timestamp::from(SystemTime::now())),
+            end: None,
+        }),
+        summary: "Refinery outage in Shandong".into(),
+        marking: marking as i32,
+        recipient_members: to_members.iter().map(|s| s.to_string()).collect(),
+        recipient_principals: to_principals
+            .iter()
+            .map(|(m, s)| PrincipalRef {
+                member: m.to_string(),
+                subject: s.to_string(),
+            })
+            .collect(),
+    }
+}
+
+/// A publish request with a fresh request id.
+pub fn publish_request(content: ReportContent) -> PublishReportRequest {
+    PublishReportRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        content: Some(content),
+    }
+}
+
+/// Publishes `content` as a demo principal and returns the stored report.
+pub async fn publish(client: &mut SharingClient, content: ReportContent) -> Report {
+    client
+        .publish_report(publish_request(content))
+        .await
+        .expect("publish")
+        .into_inner()
+        .report
+        .expect("report")
+}
+
+/// Waits at most `secs` seconds for a future (so a broken stream fails the
+/// test instead of hanging it).
+pub async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("timed out")
+}
