@@ -4,6 +4,7 @@
 mod authentication;
 mod durability;
 mod lifecycle;
+mod operations;
 mod streaming;
 mod validation;
 mod visibility;
