@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! .orex-dev/
-//!   pki/ca.pem, pki/ca.key.pem               development partnership CA
+//!   pki/ca.pem                               development partnership CA (its key is not kept)
 //!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing
 //!   issuers/<MEMBER>.key.pem, <MEMBER>.pub.pem  token issuer per member (Ed25519)
 //!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
@@ -300,7 +300,7 @@ fn write_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
 listen = "127.0.0.1:{sharing}"
 data_dir = "../data/sharing"
 policy = "policy.toml"
-allowed_workloads = ["gateway", "risk"]
+allowed_workloads = ["gateway"]
 
 [tls]
 ca = "../pki/ca.pem"

@@ -58,5 +58,16 @@ pub fn write(path: &std::path::Path, bytes: &[u8], private: bool) -> Result<(), 
     }
     use std::io::Write as _;
     let mut f = options.open(path).map_err(io)?;
+    // `mode` applies only when the file is created; tighten an existing one too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(if private {
+            0o600
+        } else {
+            0o644
+        }))
+        .map_err(io)?;
+    }
     f.write_all(bytes).map_err(io)
 }

@@ -20,6 +20,9 @@ pub struct Caller {
     pub cert_fingerprint: String,
     /// The token's `jti`, if it has one.
     pub token_id: Option<String>,
+    /// When the token expires (seconds since the Unix epoch); long streams
+    /// end then.
+    pub expires_at: u64,
 }
 
 /// Authenticates member calls.
@@ -66,6 +69,7 @@ impl Authenticator {
             principal: verified.principal,
             cert_fingerprint: peer.fingerprint_hex(),
             token_id: verified.token_id,
+            expires_at: verified.exp,
         })
     }
 }

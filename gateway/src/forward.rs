@@ -22,18 +22,35 @@ pub fn outbound<T>(auth: &Authenticator, req: Request<T>) -> Result<(Caller, Req
     Ok((caller, out))
 }
 
-/// Relays a backend stream to the member, ending it with UNAVAILABLE when the
-/// gateway shuts down (the member resumes from its last sequence).
-pub fn relay<T: Send + 'static>(upstream: Streaming<T>, shutdown: Shutdown) -> BoxStream<T> {
+/// Relays a backend stream to the member. It ends with UNAVAILABLE when the
+/// gateway shuts down, and with UNAUTHENTICATED when the member's token
+/// expires: a stream is never longer-lived than the token that opened it.
+pub fn relay<T: Send + 'static>(
+    upstream: Streaming<T>,
+    shutdown: Shutdown,
+    token_expires_at: u64,
+) -> BoxStream<T> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let expiry = tokio::time::Instant::now()
+        + std::time::Duration::from_secs(token_expires_at.saturating_sub(now));
     Box::pin(futures::stream::unfold(
         Some((upstream, shutdown)),
-        |state| async move {
+        move |state| async move {
             let (mut upstream, shutdown) = state?;
             tokio::select! {
                 item = upstream.next() => item.map(|i| (i, Some((upstream, shutdown)))),
                 _ = shutdown.wait() => Some((
                     Err(Status::unavailable(
-                        "gateway is shutting down; reconnect with your last sequence to resume",
+                        "gateway is shutting down; reconnect with the last sequence you received to resume",
+                    )),
+                    None,
+                )),
+                _ = tokio::time::sleep_until(expiry) => Some((
+                    Err(Status::unauthenticated(
+                        "token expired; reconnect with a fresh token and the last sequence you received",
                     )),
                     None,
                 )),

@@ -97,11 +97,12 @@ impl SharingService for SharingGateway {
         &self,
         req: Request<SubscribeReportsRequest>,
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
+        let (caller, out) = outbound(&self.auth, req)?;
         let upstream = self.backend.clone().subscribe_reports(out).await?;
         Ok(Response::new(relay(
             upstream.into_inner(),
             self.shutdown.clone(),
+            caller.expires_at,
         )))
     }
 }

@@ -42,6 +42,13 @@ struct Claims {
     cnf: Option<Confirmation>,
 }
 
+/// Just the issuer, read before verification to pick the key.
+#[derive(Debug, Deserialize)]
+struct IssuerOnly {
+    #[serde(default)]
+    iss: Option<String>,
+}
+
 /// RFC 8705 confirmation claim.
 #[derive(Debug, Deserialize)]
 struct Confirmation {
@@ -72,7 +79,8 @@ pub struct Verified {
     pub principal: Principal,
     /// The token's `jti`, if any.
     pub token_id: Option<String>,
-    exp: u64,
+    /// The token's `exp`, in seconds since the Unix epoch.
+    pub exp: u64,
 }
 
 /// Verifies member tokens against per-member issuers.
@@ -166,57 +174,58 @@ impl TokenVerifier {
         token: &str,
         cert_sha256: &[u8; 32],
     ) -> Result<Verified, GatewayError> {
-        let unauth = |m: String| GatewayError::Unauthenticated(m);
+        let unauth = GatewayError::Unauthenticated;
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             unauth("token is malformed or its algorithm is not supported (unsigned tokens are refused)".into())
         })?;
-        let keys = self
+        // The unverified `iss` only selects which of this member's issuers
+        // to verify with; nothing else is read before the signature checks.
+        let iss = jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
+            .map_err(|_| unauth("token is malformed".into()))?
+            .iss
+            .ok_or_else(|| unauth("token lacks the iss claim".into()))?;
+        let key = self
             .issuers
             .get(member)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| unauth(format!("member {member} has no trusted token issuer")))?;
-        let candidates: Vec<&IssuerKey> = keys
-            .iter()
-            .filter(|k| k.algorithms.contains(&header.alg))
-            .collect();
-        if candidates.is_empty() {
+            .and_then(|keys| keys.iter().find(|k| k.issuer == iss))
+            .ok_or_else(|| {
+                unauth(format!(
+                    "token issuer (iss) is not trusted for member {member}"
+                ))
+            })?;
+        if !key.algorithms.contains(&header.alg) {
             return Err(unauth(format!(
                 "token algorithm {:?} is not allowed for member {member}",
                 header.alg
             )));
         }
-        let mut last = None;
-        for k in candidates {
-            let mut v = Validation::new(header.alg);
-            v.algorithms = k.algorithms.clone();
-            v.leeway = self.leeway;
-            v.validate_exp = true;
-            v.validate_nbf = true;
-            v.set_audience(&[&self.audience]);
-            v.set_issuer(&[&k.issuer]);
-            v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-            match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
-                Ok(data) => return self.bind(member, data.claims, cert_sha256),
-                Err(e) => last = Some(e),
-            }
+        let mut v = Validation::new(header.alg);
+        v.algorithms = key.algorithms.clone();
+        v.leeway = self.leeway;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.set_audience(&[&self.audience]);
+        v.set_issuer(&[&key.issuer]);
+        v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
+        match jsonwebtoken::decode::<Claims>(token, &key.key, &v) {
+            Ok(data) => self.bind(member, data.claims, cert_sha256),
+            Err(e) => Err(unauth(match e.kind() {
+                ErrorKind::InvalidSignature => format!(
+                    "token signature does not verify with the key of issuer {iss} (trusted for member {member})"
+                ),
+                ErrorKind::ExpiredSignature => "token has expired (exp)".into(),
+                ErrorKind::ImmatureSignature => "token is not valid yet (nbf)".into(),
+                ErrorKind::InvalidAudience => {
+                    format!("token audience (aud) is not {}", self.audience)
+                }
+                ErrorKind::InvalidIssuer => {
+                    format!("token issuer (iss) is not trusted for member {member}")
+                }
+                ErrorKind::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
+                ErrorKind::InvalidAlgorithm => "token algorithm is not allowed".into(),
+                _ => "token is invalid".into(),
+            })),
         }
-        let reason = match last.as_ref().map(|e| e.kind()) {
-            Some(ErrorKind::InvalidSignature) => format!(
-                "token signature does not verify with any issuer trusted for member {member}"
-            ),
-            Some(ErrorKind::ExpiredSignature) => "token has expired (exp)".into(),
-            Some(ErrorKind::ImmatureSignature) => "token is not valid yet (nbf)".into(),
-            Some(ErrorKind::InvalidAudience) => {
-                format!("token audience (aud) is not {}", self.audience)
-            }
-            Some(ErrorKind::InvalidIssuer) => {
-                format!("token issuer (iss) is not trusted for member {member}")
-            }
-            Some(ErrorKind::MissingRequiredClaim(c)) => format!("token lacks the {c} claim"),
-            Some(ErrorKind::InvalidAlgorithm) => "token algorithm is not allowed".into(),
-            _ => "token is invalid".into(),
-        };
-        Err(unauth(reason))
     }
 
     fn bind(

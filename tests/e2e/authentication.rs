@@ -76,10 +76,7 @@ async fn a_token_signed_by_another_members_issuer_is_refused() {
         ..TokenParams::of("us-alice")
     });
     let status = list_as(&stack, "us-alice", &forged).await;
-    assert_unauthenticated(
-        &status,
-        "does not verify with any issuer trusted for member US",
-    );
+    assert_unauthenticated(&status, "signature does not verify");
     stack.stop().await;
 }
 

@@ -16,8 +16,15 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let sharing_listener = devstack::bind(local(ports.sharing)).await?;
     let gateway_listener = devstack::bind(local(ports.gateway)).await?;
-    let sharing = devstack::spawn_sharing(layout, sharing_listener, shutdown.clone())?;
-    let gateway = devstack::spawn_gateway(layout, gateway_listener, shutdown.clone())?;
+    let mut sharing = devstack::spawn_sharing(layout, sharing_listener, shutdown.clone())?;
+    let mut gateway = match devstack::spawn_gateway(layout, gateway_listener, shutdown.clone()) {
+        Ok(g) => g,
+        Err(e) => {
+            shutdown.trigger();
+            let _ = sharing.await;
+            return Err(e);
+        }
+    };
 
     let root = layout.root().display();
     println!("orex dev stack is up (Ctrl-C stops it)\n");
@@ -45,8 +52,14 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     }
     println!("\n  try:  orex report list --bundle {root}/bundles/us-alice");
 
-    let (s, g) = tokio::join!(sharing, gateway);
-    for r in [s, g] {
+    // Whichever stops first (Ctrl-C, or a failure) stops the other too.
+    let (first, other) = tokio::select! {
+        s = &mut sharing => (s, gateway),
+        g = &mut gateway => (g, sharing),
+    };
+    shutdown.trigger();
+    let second = other.await;
+    for r in [first, second] {
         match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e.into()),

@@ -29,4 +29,7 @@ pub enum KitError {
     /// Flushing the store to disk failed: the write is not durable.
     #[error("store flush failed: {0}")]
     Flush(String),
+    /// A stored value does not decode: the store is damaged.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
 }

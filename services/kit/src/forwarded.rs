@@ -3,7 +3,9 @@
 //! Services do not verify member tokens themselves: the gateway does, then
 //! sends the principal in `x-orex-*` metadata. A service believes that
 //! metadata only on a connection whose client certificate is a workload on
-//! its allow-list ([`WorkloadGuard`]); from anyone else the call is refused.
+//! its allow-list ([`WorkloadGuard`], applied by the server to every call,
+//! health and reflection included); from anyone else the call is refused.
+//! [`with_principal`] then turns the metadata into a [`Principal`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -58,15 +60,14 @@ pub fn extract(metadata: &MetadataMap) -> Result<Principal, Status> {
     })
 }
 
-/// An interceptor that admits only allow-listed workloads and turns their
-/// forwarded metadata into a [`Principal`] request extension.
+/// Admits only allow-listed workloads, on every route of a server.
 #[derive(Debug, Clone)]
 pub struct WorkloadGuard {
     allowed: Arc<BTreeSet<String>>,
 }
 
 impl WorkloadGuard {
-    /// Admits the named workloads (`gateway`, `risk`).
+    /// Admits the named workloads (`gateway`).
     pub fn new<I, S>(allowed: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -77,25 +78,30 @@ impl WorkloadGuard {
         }
     }
 
-    /// Checks the peer and extracts the principal. Use as a tonic interceptor.
-    pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
+    /// Checks the peer's certificate names an allowed workload.
+    pub fn admit(&self, request: Request<()>) -> Result<Request<()>, Status> {
         let peer = peer_of(&request).map_err(|e| Status::unauthenticated(e.to_string()))?;
         match &peer.identity {
-            PeerIdentity::Workload(name) if self.allowed.contains(name) => {}
+            PeerIdentity::Workload(name) if self.allowed.contains(name) => Ok(request),
             other => {
                 tracing::warn!(peer = %other, "refused a peer that is not on the workload allow-list");
-                return Err(Status::permission_denied(format!(
+                Err(Status::permission_denied(format!(
                     "{other} may not call this service directly; members go through the gateway"
-                )));
+                )))
             }
         }
-        let principal = extract(request.metadata())?;
-        request.extensions_mut().insert(principal);
-        Ok(request)
     }
 }
 
-/// The principal a [`WorkloadGuard`] put on the request.
+/// A service interceptor that reads the forwarded principal into a request
+/// extension. Only meaningful behind a [`WorkloadGuard`].
+pub fn with_principal(mut request: Request<()>) -> Result<Request<()>, Status> {
+    let principal = extract(request.metadata())?;
+    request.extensions_mut().insert(principal);
+    Ok(request)
+}
+
+/// The principal [`with_principal`] put on the request.
 pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
         .extensions()

@@ -4,6 +4,7 @@
 //! - [`config`]: typed config from a TOML file plus `OREX_<BINARY>__` env overrides.
 //! - [`tls`]: mutual-TLS server and client setup from PEM files.
 //! - [`identity`]: who is on the other end of a connection, from its certificate.
+//! - [`page_token`]: opaque, tamper-proof list page tokens.
 //! - [`forwarded`]: the verified principal passed from the gateway to a service.
 //! - [`server`]: run a gRPC server with health, reflection and graceful shutdown.
 //! - [`store`]: the sled store with group commit and a sequence-numbered event log.
@@ -15,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod forwarded;
 pub mod identity;
+pub mod page_token;
 pub mod server;
 pub mod shutdown;
 pub mod store;

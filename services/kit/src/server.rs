@@ -10,7 +10,18 @@ use tonic::service::Routes;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::forwarded::WorkloadGuard;
 use crate::{KitError, Shutdown};
+
+/// Who may call a server at all (beyond holding a certificate from the CA).
+#[derive(Debug, Clone)]
+pub enum Callers {
+    /// Any certificate from the partnership CA (the gateway; it
+    /// authenticates members itself).
+    AnyCertified,
+    /// Only these workloads, on every route (services).
+    Workloads(WorkloadGuard),
+}
 
 /// Serves `routes` on `listener` until `shutdown` fires, then lets in-flight
 /// calls finish. `service_names` are reported SERVING to health checks (and
@@ -18,6 +29,7 @@ use crate::{KitError, Shutdown};
 pub async fn serve(
     listener: TcpListener,
     tls: ServerTlsConfig,
+    callers: Callers,
     routes: Routes,
     service_names: &[&str],
     shutdown: Shutdown,
@@ -44,22 +56,43 @@ pub async fn serve(
         .add_service(reflection_v1alpha);
 
     let names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
+    let signal = shutdown.clone();
     let on_shutdown = async move {
-        shutdown.wait().await;
+        signal.wait().await;
         for name in names {
             reporter
                 .set_service_status(name, ServingStatus::NotServing)
                 .await;
         }
     };
-    Server::builder()
+    let server = Server::builder()
         .tls_config(tls)
         .map_err(|e| KitError::Tls(e.to_string()))?
         // Keepalives find dead peers of long-lived streams.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(tonic::service::InterceptorLayer::new(
+            move |req: tonic::Request<()>| match &callers {
+                Callers::AnyCertified => Ok(req),
+                Callers::Workloads(guard) => guard.admit(req),
+            },
+        ))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown)
-        .await
-        .map_err(|e| KitError::Server(e.to_string()))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+    // Graceful shutdown waits for open calls; a client that never reads its
+    // stream would hold the process forever, so the drain has a deadline.
+    let deadline = async {
+        shutdown.wait().await;
+        tokio::time::sleep(DRAIN_DEADLINE).await;
+    };
+    tokio::select! {
+        result = server => result.map_err(|e| KitError::Server(e.to_string())),
+        _ = deadline => {
+            tracing::warn!("connections still open {DRAIN_DEADLINE:?} after shutdown; closing them");
+            Ok(())
+        }
+    }
 }
+
+/// How long open calls may take to finish after shutdown starts.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);

@@ -94,9 +94,12 @@ pub fn encode_value<M: Message>(value: &M) -> Vec<u8> {
 /// Decodes a value written by [`encode_value`].
 pub fn decode_value<M: Message + Default>(bytes: &[u8]) -> Result<M, KitError> {
     match bytes.split_first() {
-        Some((&VALUE_FORMAT_V1, rest)) => M::decode(rest)
-            .map_err(|e| KitError::Flush(format!("stored value does not decode: {e}"))),
-        _ => Err(KitError::Flush("stored value has an unknown format".into())),
+        Some((&VALUE_FORMAT_V1, rest)) => {
+            M::decode(rest).map_err(|e| KitError::Corrupt(e.to_string()))
+        }
+        _ => Err(KitError::Corrupt(
+            "stored value has an unknown format".into(),
+        )),
     }
 }
 

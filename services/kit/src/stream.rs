@@ -40,7 +40,11 @@ where
     let (end_tx, end_rx) = oneshot::channel::<Status>();
     let stop_signal = shutdown.clone();
     stop_signal.spawn(async move {
+        // `cursor`: last sequence read; `delivered`: last sequence sent. A
+        // resume point names only what the client received, so a status never
+        // reveals events it was not allowed to see.
         let mut cursor = after;
+        let mut delivered = after;
         let mut changes = log.watch();
         let end = loop {
             // Mark the current value seen *before* reading, so an event
@@ -50,67 +54,92 @@ where
                 Ok(b) => b,
                 Err(e) => {
                     tracing::error!(error = %e, "event log read failed");
-                    break Some(Status::internal("event log unavailable"));
+                    break Some(StreamEnd::Internal);
                 }
             };
             if batch.is_empty() {
                 tokio::select! {
                     changed = changes.changed() => if changed.is_err() { break None },
-                    _ = shutdown.wait() => break Some(resume_status(Status::unavailable, "server is shutting down", cursor)),
+                    _ = shutdown.wait() => break Some(StreamEnd::ShuttingDown { delivered }),
                     _ = tx.closed() => break None,
                 }
                 continue;
             }
             let mut stop = None;
             for (seq, bytes) in batch {
-                if let Some(item) = map(seq, &bytes) {
-                    let failed = item.is_err();
-                    let sent = tokio::select! {
-                        sent = tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(item)) => sent,
-                        _ = shutdown.wait() => {
-                            stop = Some(Some(resume_status(Status::unavailable, "server is shutting down", cursor)));
-                            break;
-                        }
-                    };
-                    match sent {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => {
-                            stop = Some(None);
-                            break;
-                        }
-                        Err(_) => {
-                            stop = Some(Some(resume_status(
-                                Status::resource_exhausted,
-                                "client read too slowly and was dropped",
-                                cursor,
-                            )));
-                            break;
-                        }
+                cursor = seq;
+                let Some(item) = map(seq, &bytes) else {
+                    continue;
+                };
+                let failed = item.is_err();
+                let sent = tokio::select! {
+                    sent = tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(item)) => sent,
+                    _ = shutdown.wait() => {
+                        stop = Some(Some(StreamEnd::ShuttingDown { delivered }));
+                        break;
                     }
-                    if failed {
+                };
+                match sent {
+                    Ok(Ok(())) if failed => {
                         stop = Some(None);
                         break;
                     }
+                    Ok(Ok(())) => delivered = seq,
+                    Ok(Err(_)) => {
+                        stop = Some(None);
+                        break;
+                    }
+                    Err(_) => {
+                        stop = Some(Some(StreamEnd::TooSlow { delivered }));
+                        break;
+                    }
                 }
-                cursor = seq;
             }
             if let Some(end) = stop {
                 break end;
             }
             if shutdown.is_triggered() {
-                break Some(resume_status(Status::unavailable, "server is shutting down", cursor));
+                break Some(StreamEnd::ShuttingDown { delivered });
             }
+            // A replay that filters out most events never awaits above; let
+            // other tasks run between batches.
+            tokio::task::yield_now().await;
         };
-        if let Some(status) = end {
-            let _ = end_tx.send(status);
+        if let Some(end) = end {
+            let _ = end_tx.send(end.into());
         }
     });
     let tail = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
     Box::pin(ReceiverStream::new(rx).chain(tail))
 }
 
-fn resume_status(code: fn(String) -> Status, why: &str, cursor: u64) -> Status {
-    code(format!(
-        "{why}; reconnect with after_sequence={cursor} to resume"
-    ))
+/// Why a stream ended, and the one place that becomes a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The server is shutting down.
+    ShuttingDown {
+        /// Last sequence sent to the client.
+        delivered: u64,
+    },
+    /// The client left a full buffer unread for too long.
+    TooSlow {
+        /// Last sequence sent to the client.
+        delivered: u64,
+    },
+    /// The event log could not be read.
+    Internal,
+}
+
+impl From<StreamEnd> for Status {
+    fn from(end: StreamEnd) -> Self {
+        match end {
+            StreamEnd::ShuttingDown { delivered } => Status::unavailable(format!(
+                "server is shutting down; reconnect with after_sequence={delivered} to resume"
+            )),
+            StreamEnd::TooSlow { delivered } => Status::resource_exhausted(format!(
+                "client read too slowly and was dropped; reconnect with after_sequence={delivered} to resume"
+            )),
+            StreamEnd::Internal => Status::internal("event log unavailable"),
+        }
+    }
 }

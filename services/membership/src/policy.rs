@@ -68,6 +68,18 @@ pub enum TokenAlgorithm {
     RS256,
 }
 
+impl TokenAlgorithm {
+    /// The key type the algorithm needs.
+    pub fn family(self) -> &'static str {
+        match self {
+            TokenAlgorithm::EdDSA => "Ed25519",
+            TokenAlgorithm::ES256 => "EC P-256",
+            TokenAlgorithm::ES384 => "EC P-384",
+            TokenAlgorithm::PS256 | TokenAlgorithm::RS256 => "RSA",
+        }
+    }
+}
+
 /// A token issuer trusted for exactly one member.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,10 +193,29 @@ impl Partnership {
                     m.code
                 )));
             }
+            // One issuer per member: a principal is (member, subject), and two
+            // issuers could mint the same subject for different people.
+            if m.issuers.len() > 1 {
+                return Err(PolicyError::Invalid(format!(
+                    "member {}: at most one token issuer per member (rotate keys within it)",
+                    m.code
+                )));
+            }
             for issuer in &m.issuers {
-                if issuer.algorithms.is_empty() {
+                let Some(first) = issuer.algorithms.first() else {
                     return Err(PolicyError::Invalid(format!(
                         "member {}: issuer {:?} allows no algorithm",
+                        m.code, issuer.issuer
+                    )));
+                };
+                // One key verifies one family of algorithms.
+                if issuer
+                    .algorithms
+                    .iter()
+                    .any(|a| a.family() != first.family())
+                {
+                    return Err(PolicyError::Invalid(format!(
+                        "member {}: issuer {:?} mixes algorithm families; one key serves one family",
                         m.code, issuer.issuer
                     )));
                 }

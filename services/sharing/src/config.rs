@@ -19,13 +19,15 @@ pub struct SharingConfig {
     pub policy: PathBuf,
     /// This service's certificate, key and the partnership CA.
     pub tls: TlsFiles,
-    /// Workload identities allowed to call (`spiffe://orex/workload/<name>`).
+    /// Workload names allowed to call, on every route: a peer whose
+    /// certificate names `spiffe://orex/workload/<name>` for a listed name.
+    /// Default: only the gateway.
     #[serde(default = "default_allowed")]
     pub allowed_workloads: Vec<String>,
 }
 
 fn default_allowed() -> Vec<String> {
-    vec!["gateway".into(), "risk".into()]
+    vec!["gateway".into()]
 }
 
 impl SharingConfig {
@@ -41,6 +43,18 @@ impl SharingConfig {
             return Err(orex_kit::KitError::Config(
                 "allowed_workloads: at least one workload must be allowed".into(),
             ));
+        }
+        for w in &c.allowed_workloads {
+            if orex_kit::identity::parse_identity(&format!(
+                "{}workload/{w}",
+                orex_kit::identity::SPIFFE_PREFIX
+            ))
+            .is_none()
+            {
+                return Err(orex_kit::KitError::Config(format!(
+                    "allowed_workloads: {w:?} is not a workload name (write \"gateway\", not a URI)"
+                )));
+            }
         }
         Ok(c)
     }

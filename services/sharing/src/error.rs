@@ -14,6 +14,12 @@ pub enum SharingError {
         /// What is wrong and what is accepted.
         reason: String,
     },
+    /// The call carries no verified principal.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A stream start point beyond the end of the log.
+    #[error("{0}")]
+    OutOfRange(String),
     /// No report with this id that the caller may see.
     #[error("report {0} not found")]
     NotFound(String),
@@ -48,10 +54,18 @@ impl From<SharingError> for Status {
     fn from(e: SharingError) -> Self {
         match e {
             SharingError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+            SharingError::Unauthenticated(m) => Status::unauthenticated(m),
+            SharingError::OutOfRange(m) => Status::out_of_range(m),
             SharingError::NotFound(_) => Status::not_found(e.to_string()),
             SharingError::PermissionDenied(m) => Status::permission_denied(m),
             SharingError::FailedPrecondition(m) => Status::failed_precondition(m),
             SharingError::Aborted(m) => Status::aborted(m),
+            SharingError::Store(KitError::Corrupt(_)) => {
+                tracing::error!(error = %e, "sharing store is corrupt");
+                Status::data_loss(
+                    "stored report data is damaged; operators have been alerted in the log",
+                )
+            }
             SharingError::Store(_) | SharingError::Sled(_) => {
                 tracing::error!(error = %e, "sharing store failure");
                 Status::unavailable(

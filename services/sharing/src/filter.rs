@@ -9,6 +9,11 @@ use crate::validate;
 
 /// Checks the filter's values (known enums, valid codes and times).
 pub fn validate(f: &ReportFilter) -> Result<(), SharingError> {
+    validate::list_len("filter.minerals", f.minerals.len())?;
+    validate::list_len("filter.stages", f.stages.len())?;
+    validate::list_len("filter.categories", f.categories.len())?;
+    validate::list_len("filter.statuses", f.statuses.len())?;
+    validate::list_len("filter.origin_countries", f.origin_countries.len())?;
     for (i, &m) in f.minerals.iter().enumerate() {
         validate::enum_value::<Mineral>(&format!("filter.minerals[{i}]"), m)?;
     }

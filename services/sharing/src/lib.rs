@@ -6,8 +6,9 @@
 //! - [`validate`] and [`filter`]: field checks and report filters.
 //! - [`config`]: the `sharing.toml` file.
 //!
-//! [`serve`] runs the whole service on a listener; `main.rs`, `orex up` and
-//! the end-to-end tests all call it.
+//! [`prepare`] checks everything (policy, TLS files, store) before a port is
+//! bound; [`Prepared::serve`] runs the service. `main.rs`, `orex up` and the
+//! end-to-end tests all go through them.
 
 pub mod config;
 pub mod error;
@@ -18,12 +19,15 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use orex_kit::forwarded::WorkloadGuard;
+use orex_kit::forwarded::{WorkloadGuard, with_principal};
+use orex_kit::page_token::PageTokens;
+use orex_kit::server::Callers;
 use orex_kit::{KitError, Shutdown};
 use orex_membership::Partnership;
 use orex_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
+use tonic::transport::ServerTlsConfig;
 
 pub use config::SharingConfig;
 pub use error::SharingError;
@@ -31,35 +35,76 @@ pub use error::SharingError;
 /// The fully-qualified gRPC service name, as health checks know it.
 pub const SERVICE_NAME: &str = "orex.sharing.v1.SharingService";
 
-/// Runs the sharing service on `listener` until `shutdown` fires, then
-/// drains streams and flushes the store. Everything is checked (policy, TLS
-/// files, store) before the first call is accepted.
-pub async fn serve(
+/// A sharing service whose configuration, policy, TLS material and store
+/// have all been checked and opened, ready to serve.
+#[derive(Debug)]
+pub struct Prepared {
     config: SharingConfig,
-    listener: TcpListener,
-    shutdown: Shutdown,
-) -> Result<(), KitError> {
+    partnership: Arc<Partnership>,
+    tls: ServerTlsConfig,
+    store: store::ReportStore,
+    tokens: Arc<PageTokens>,
+}
+
+/// Loads the policy, checks the TLS files and opens the store. Must run
+/// inside a Tokio runtime (the store starts its flusher).
+pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
     let partnership =
         Arc::new(Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?);
     let tls = config.tls.load()?.server();
     let store = store::ReportStore::open(&config.data_dir)
         .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
-    let sharing = service::Sharing::new(store.clone(), partnership, shutdown.clone());
-    let guard = WorkloadGuard::new(config.allowed_workloads.clone());
-    let svc = SharingServiceServer::with_interceptor(sharing, move |req| guard.check(req));
-    tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "sharing service listening");
-    let result = orex_kit::server::serve(
-        listener,
+    let tokens =
+        Arc::new(store.page_tokens().map_err(|e| {
+            KitError::Config(format!("data_dir {}: {e}", config.data_dir.display()))
+        })?);
+    Ok(Prepared {
+        config,
+        partnership,
         tls,
-        Routes::new(svc),
-        &[SERVICE_NAME],
-        shutdown.clone(),
-    )
-    .await;
-    // Streams end with a resumable UNAVAILABLE; wait for them so that no
-    // handle on the store outlives this call.
-    shutdown.drained().await;
-    store.flush().map_err(|e| KitError::Flush(e.to_string()))?;
-    tracing::info!("sharing service stopped; store flushed");
-    result
+        store,
+        tokens,
+    })
+}
+
+impl Prepared {
+    /// Serves on `listener` until `shutdown` fires, then ends streams with a
+    /// resumable status and flushes the store.
+    pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
+        let sharing = service::Sharing::new(
+            self.store.clone(),
+            self.partnership,
+            self.tokens,
+            shutdown.clone(),
+        );
+        let svc = SharingServiceServer::with_interceptor(sharing, with_principal);
+        let callers = Callers::Workloads(WorkloadGuard::new(self.config.allowed_workloads.clone()));
+        tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "sharing service listening");
+        let result = orex_kit::server::serve(
+            listener,
+            self.tls,
+            callers,
+            Routes::new(svc),
+            &[SERVICE_NAME],
+            shutdown.clone(),
+        )
+        .await;
+        // Streams end with a resumable UNAVAILABLE; wait for them so that no
+        // handle on the store outlives this call.
+        shutdown.drained().await;
+        self.store
+            .flush()
+            .map_err(|e| KitError::Flush(e.to_string()))?;
+        tracing::info!("sharing service stopped; store flushed");
+        result
+    }
+}
+
+/// [`prepare`] then [`Prepared::serve`].
+pub async fn serve(
+    config: SharingConfig,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), KitError> {
+    prepare(config)?.serve(listener, shutdown).await
 }

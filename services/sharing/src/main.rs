@@ -20,12 +20,15 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let result = async {
         let config = orex_sharing::SharingConfig::load(&args.config)?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
+        let listen = config.listen;
+        // Everything is checked before the port is bound.
+        let prepared = orex_sharing::prepare(config)?;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| orex_kit::KitError::Server(format!("bind {}: {e}", config.listen)))?;
+            .map_err(|e| orex_kit::KitError::Server(format!("bind {listen}: {e}")))?;
         let shutdown = orex_kit::Shutdown::new();
         shutdown.trigger_on_signals();
-        orex_sharing::serve(config, listener, shutdown).await
+        prepared.serve(listener, shutdown).await
     }
     .await;
     match result {

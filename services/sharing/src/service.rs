@@ -4,22 +4,23 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use orex_kit::Shutdown;
 use orex_kit::forwarded::principal_of;
+use orex_kit::page_token::PageTokens;
 use orex_kit::store::decode_value;
 use orex_kit::stream::{BoxStream, follow};
 use orex_membership::{Audience, Partnership, Principal, Role};
-use orex_proto::common::v1::Marking;
+use orex_proto::common::v1::{Marking, PrincipalRef};
 use orex_proto::sharing::v1::sharing_service_server::SharingService;
 use orex_proto::sharing::v1::*;
+use prost::Message;
 use prost_types::Timestamp;
+use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::error::SharingError;
 use crate::filter::matches;
-use crate::store::{Method, ReportStore};
+use crate::store::{Method, ReportStore, RequestKey};
 use crate::validate;
 
 /// Default and largest page sizes of list calls.
@@ -33,33 +34,64 @@ const MAX_SCAN: usize = 10_000;
 pub struct Sharing {
     store: ReportStore,
     partnership: Arc<Partnership>,
+    tokens: Arc<PageTokens>,
     shutdown: Shutdown,
 }
 
 impl Sharing {
     /// Builds the service over an opened store.
-    pub fn new(store: ReportStore, partnership: Arc<Partnership>, shutdown: Shutdown) -> Self {
+    pub fn new(
+        store: ReportStore,
+        partnership: Arc<Partnership>,
+        tokens: Arc<PageTokens>,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             store,
             partnership,
+            tokens,
             shutdown,
         }
     }
 
-    fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<Principal, Status> {
-        let who = principal_of(req)?;
+    fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<Principal, SharingError> {
+        let who =
+            principal_of(req).map_err(|s| SharingError::Unauthenticated(s.message().to_owned()))?;
         if !self.partnership.is_active_member(&who.member) {
-            return Err(Status::permission_denied(format!(
+            return Err(SharingError::PermissionDenied(format!(
                 "member {} is not an active member of the partnership",
                 who.member
             )));
         }
         if !who.has_role(role) {
-            return Err(Status::permission_denied(format!(
+            return Err(SharingError::PermissionDenied(format!(
                 "this call needs the {role} role"
             )));
         }
         Ok(who)
+    }
+
+    /// Page tokens are bound to the caller and to what they page through.
+    fn token_context(who: &Principal, what: &[u8]) -> Vec<u8> {
+        let mut c = Vec::with_capacity(who.member.len() + who.subject.len() + what.len() + 2);
+        c.extend_from_slice(who.member.as_bytes());
+        c.push(0);
+        c.extend_from_slice(who.subject.as_bytes());
+        c.push(0);
+        c.extend_from_slice(what);
+        c
+    }
+
+    fn open_token(&self, context: &[u8], token: &str) -> Result<Option<Vec<u8>>, SharingError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        self.tokens.open(context, token).map(Some).ok_or_else(|| {
+            SharingError::invalid(
+                "page_token",
+                "is not a token this service issued to you for this request",
+            )
+        })
     }
 
     fn visible(&self, who: &Principal, r: &Report) -> bool {
@@ -84,6 +116,75 @@ impl Sharing {
             Some(r) if self.visible(who, &r) => Ok(r),
             _ => Err(SharingError::NotFound(id.to_owned())),
         }
+    }
+
+    /// True when `who` may see both this version and the report's latest:
+    /// the rule get and history apply, so streams apply it too.
+    fn visible_now(&self, who: &Principal, r: &Report) -> bool {
+        self.visible(who, r)
+            && match self.store.get(&r.id) {
+                Ok(Some(latest)) => latest.version == r.version || self.visible(who, &latest),
+                _ => false,
+            }
+    }
+
+    /// Refuses an amendment that would show the report to anyone who could
+    /// not see the previous version. For markings other than RED visibility
+    /// depends only on the member, for RED on named principals, so checking
+    /// every member (as an unnamed principal) and every named principal
+    /// covers every possible reader.
+    fn audience_only_shrinks(&self, old: &Report, new: &ReportContent) -> Result<(), SharingError> {
+        let author = old.author.clone().unwrap_or_default();
+        let old_c = old.content.clone().unwrap_or_default();
+        let audience = |c: &ReportContent| -> (Marking, Vec<String>, Vec<PrincipalRef>) {
+            (
+                c.marking(),
+                c.recipient_members.clone(),
+                c.recipient_principals.clone(),
+            )
+        };
+        let (om, orm, orp) = audience(&old_c);
+        let (nm, nrm, nrp) = audience(new);
+        let old_a = Audience {
+            marking: om,
+            author: &author,
+            recipient_members: &orm,
+            recipient_principals: &orp,
+        };
+        let new_a = Audience {
+            marking: nm,
+            author: &author,
+            recipient_members: &nrm,
+            recipient_principals: &nrp,
+        };
+        let unnamed = self.partnership.members().map(|m| Principal {
+            member: m.code.clone(),
+            subject: "\0unnamed".into(),
+            roles: vec![],
+        });
+        let named = nrp.iter().chain(orp.iter()).map(|p| Principal {
+            member: p.member.clone(),
+            subject: p.subject.clone(),
+            roles: vec![],
+        });
+        for reader in unnamed.chain(named) {
+            if self.partnership.can_see(&reader, &new_a)
+                && !self.partnership.can_see(&reader, &old_a)
+            {
+                return Err(SharingError::invalid(
+                    "content",
+                    format!(
+                        "the new marking or recipients would show the report to {} who could not see it before; the audience may only shrink",
+                        if reader.subject.starts_with('\0') {
+                            reader.member.clone()
+                        } else {
+                            reader.to_string()
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks that `who` may change report `r` at all.
@@ -131,17 +232,6 @@ fn is_open(r: &Report) -> bool {
     matches!(r.status(), ReportStatus::Active | ReportStatus::Amended)
 }
 
-fn marking_rank(m: Marking) -> u8 {
-    match m {
-        Marking::Unspecified => 0,
-        Marking::Clear => 1,
-        Marking::Green => 2,
-        Marking::Amber => 3,
-        Marking::AmberStrict => 4,
-        Marking::Red => 5,
-    }
-}
-
 fn page_size(requested: u32) -> Result<usize, SharingError> {
     match requested as usize {
         0 => Ok(DEFAULT_PAGE),
@@ -153,18 +243,12 @@ fn page_size(requested: u32) -> Result<usize, SharingError> {
     }
 }
 
-fn decode_token(token: &str) -> Result<Option<String>, SharingError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = || SharingError::invalid("page_token", "is not a token this service issued");
-    let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
-    let s = String::from_utf8(bytes).map_err(|_| bad())?;
-    Ok(Some(s))
-}
-
-fn encode_token(cursor: &str) -> String {
-    URL_SAFE_NO_PAD.encode(cursor)
+/// SHA-256 of a request, tagged with its method, for idempotency checks.
+fn fingerprint<M: Message>(method: Method, req: &M) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update([method as u8]);
+    h.update(req.encode_to_vec());
+    h.finalize().into()
 }
 
 #[tonic::async_trait]
@@ -177,12 +261,17 @@ impl SharingService for Sharing {
         let req = req.into_inner();
         validate::request_id(&req.request_id)?;
         validate::content(req.content.as_ref(), &self.partnership)?;
-        let content = req.content.unwrap_or_default();
+        let key = RequestKey {
+            who: &who,
+            request_id: &req.request_id,
+            fingerprint: fingerprint(Method::Publish, &req),
+        };
+        let content = req.content.clone().unwrap_or_default();
         let breach = self.breaches_no_export_ban(&content);
         let at = now();
         let outcome = self
             .store
-            .publish(&who, &req.request_id, |id| Report {
+            .publish(key, |id| Report {
                 id: id.to_owned(),
                 version: 1,
                 status: ReportStatus::Active as i32,
@@ -193,6 +282,7 @@ impl SharingService for Sharing {
                 updated_at: Some(at),
                 breaches_no_export_ban: breach,
                 change_note: String::new(),
+                sequence: 0,
             })
             .await?;
         if !outcome.replayed {
@@ -221,17 +311,22 @@ impl SharingService for Sharing {
             )
             .into());
         }
-        let content = req.content.unwrap_or_default();
+        let key = RequestKey {
+            who: &who,
+            request_id: &req.request_id,
+            fingerprint: fingerprint(Method::Amend, &req),
+        };
+        let content = req.content.clone().unwrap_or_default();
         let breach = self.breaches_no_export_ban(&content);
         let at = now();
         let outcome = self
             .store
-            .update(&who, &req.request_id, Method::Amend, &req.report_id, |r| {
+            .update(key, Method::Amend, &req.report_id, |r| {
                 self.may_change(&who, &r)?;
                 if !is_open(&r) {
                     return Err(SharingError::FailedPrecondition(format!(
-                        "report is {:?}; only active or amended reports can be amended",
-                        r.status()
+                        "report is {}; only active or amended reports can be amended",
+                        r.status().as_str_name()
                     )));
                 }
                 if r.version != req.expected_version {
@@ -240,13 +335,7 @@ impl SharingService for Sharing {
                         r.version, req.expected_version
                     )));
                 }
-                let old = r.content.as_ref().map(|c| c.marking()).unwrap_or_default();
-                if marking_rank(content.marking()) < marking_rank(old) {
-                    return Err(SharingError::invalid(
-                        "content.marking",
-                        "may be kept or made stricter, never relaxed",
-                    ));
-                }
+                self.audience_only_shrinks(&r, &content)?;
                 let mut next = next_version(r, &who, ReportStatus::Amended, &req.note, &at);
                 next.content = Some(content.clone());
                 next.breaches_no_export_ban = breach;
@@ -267,31 +356,30 @@ impl SharingService for Sharing {
         validate::request_id(&req.request_id)?;
         validate::report_id(&req.report_id)?;
         validate::note("note", &req.note, false)?;
+        let key = RequestKey {
+            who: &who,
+            request_id: &req.request_id,
+            fingerprint: fingerprint(Method::Resolve, &req),
+        };
         let at = now();
         let outcome = self
             .store
-            .update(
-                &who,
-                &req.request_id,
-                Method::Resolve,
-                &req.report_id,
-                |r| {
-                    self.may_change(&who, &r)?;
-                    if !is_open(&r) {
-                        return Err(SharingError::FailedPrecondition(format!(
-                            "report is {:?}; only active or amended reports can be resolved",
-                            r.status()
-                        )));
-                    }
-                    Ok(next_version(
-                        r,
-                        &who,
-                        ReportStatus::Resolved,
-                        &req.note,
-                        &at,
-                    ))
-                },
-            )
+            .update(key, Method::Resolve, &req.report_id, |r| {
+                self.may_change(&who, &r)?;
+                if !is_open(&r) {
+                    return Err(SharingError::FailedPrecondition(format!(
+                        "report is {}; only active or amended reports can be resolved",
+                        r.status().as_str_name()
+                    )));
+                }
+                Ok(next_version(
+                    r,
+                    &who,
+                    ReportStatus::Resolved,
+                    &req.note,
+                    &at,
+                ))
+            })
             .await?;
         Ok(Response::new(ResolveReportResponse {
             report: Some(outcome.report),
@@ -307,30 +395,29 @@ impl SharingService for Sharing {
         validate::request_id(&req.request_id)?;
         validate::report_id(&req.report_id)?;
         validate::note("reason", &req.reason, true)?;
+        let key = RequestKey {
+            who: &who,
+            request_id: &req.request_id,
+            fingerprint: fingerprint(Method::Retract, &req),
+        };
         let at = now();
         let outcome = self
             .store
-            .update(
-                &who,
-                &req.request_id,
-                Method::Retract,
-                &req.report_id,
-                |r| {
-                    self.may_change(&who, &r)?;
-                    if r.status() == ReportStatus::Retracted {
-                        return Err(SharingError::FailedPrecondition(
-                            "report is already retracted".into(),
-                        ));
-                    }
-                    Ok(next_version(
-                        r,
-                        &who,
-                        ReportStatus::Retracted,
-                        &req.reason,
-                        &at,
-                    ))
-                },
-            )
+            .update(key, Method::Retract, &req.report_id, |r| {
+                self.may_change(&who, &r)?;
+                if r.status() == ReportStatus::Retracted {
+                    return Err(SharingError::FailedPrecondition(
+                        "report is already retracted".into(),
+                    ));
+                }
+                Ok(next_version(
+                    r,
+                    &who,
+                    ReportStatus::Retracted,
+                    &req.reason,
+                    &at,
+                ))
+            })
             .await?;
         Ok(Response::new(RetractReportResponse {
             report: Some(outcome.report),
@@ -350,10 +437,11 @@ impl SharingService for Sharing {
             match self.store.version(&req.report_id, req.version)? {
                 Some(r) if self.visible(&who, &r) => r,
                 _ => {
-                    return Err(Status::not_found(format!(
-                        "report {} has no version {} visible to you",
+                    return Err(SharingError::NotFound(format!(
+                        "{} version {}",
                         req.report_id, req.version
-                    )));
+                    ))
+                    .into());
                 }
             }
         };
@@ -371,28 +459,31 @@ impl SharingService for Sharing {
         let size = page_size(req.page_size)?;
         let filter = req.filter.unwrap_or_default();
         crate::filter::validate(&filter)?;
-        let cursor = decode_token(&req.page_token)?;
-        if let Some(c) = &cursor {
-            validate::report_id(c).map_err(|_| {
+        let context = Self::token_context(&who, &filter.encode_to_vec());
+        let cursor = match self.open_token(&context, &req.page_token)? {
+            Some(c) => Some(String::from_utf8(c).map_err(|_| {
                 SharingError::invalid("page_token", "is not a token this service issued")
-            })?;
-        }
+            })?),
+            None => None,
+        };
         let mut reports = Vec::new();
-        let mut last_seen = None;
-        let mut exhausted = true;
+        let mut last_scanned = None;
+        let mut more = false;
         for (scanned, r) in self.store.newest_first(cursor.as_deref()).enumerate() {
             if scanned >= MAX_SCAN || reports.len() >= size {
-                exhausted = false;
+                more = true;
                 break;
             }
             let r = r?;
-            last_seen = Some(r.id.clone());
+            last_scanned = Some(r.id.clone());
             if self.visible(&who, &r) && matches(&filter, &r) {
                 reports.push(r);
             }
         }
-        let next_page_token = match (exhausted, last_seen) {
-            (false, Some(id)) => encode_token(&id),
+        // The cursor may name a report the caller cannot see; sealing it
+        // keeps that hidden.
+        let next_page_token = match (more, last_scanned) {
+            (true, Some(id)) => self.tokens.seal(&context, id.as_bytes()),
             _ => String::new(),
         };
         Ok(Response::new(ListReportsResponse {
@@ -409,10 +500,11 @@ impl SharingService for Sharing {
         let req = req.into_inner();
         let size = page_size(req.page_size)?;
         self.visible_latest(&who, &req.report_id)?;
-        let after = match decode_token(&req.page_token)? {
-            Some(t) => t.parse::<u32>().map_err(|_| {
+        let context = Self::token_context(&who, req.report_id.as_bytes());
+        let after = match self.open_token(&context, &req.page_token)? {
+            Some(t) => u32::from_be_bytes(t.try_into().map_err(|_| {
                 SharingError::invalid("page_token", "is not a token this service issued")
-            })?,
+            })?),
             None => 0,
         };
         let mut reports = Vec::new();
@@ -420,11 +512,11 @@ impl SharingService for Sharing {
         for r in self.store.versions_after(&req.report_id, after) {
             let r = r?;
             if reports.len() >= size {
-                next_page_token = encode_token(&(r.version - 1).to_string());
+                next_page_token = self.tokens.seal(&context, &(r.version - 1).to_be_bytes());
                 break;
             }
-            // Each version keeps its own audience: a version shared with
-            // others before a marking change stays theirs.
+            // Each version keeps its own audience: a version made before the
+            // marking became stricter is not shown to its former readers.
             if self.visible(&who, &r) {
                 reports.push(r);
             }
@@ -448,10 +540,12 @@ impl SharingService for Sharing {
         let log = self.store.log();
         let latest = log.published();
         let after = match req.after_sequence {
+            // The latest sequence is not revealed: it counts hidden events.
             Some(s) if s > latest => {
-                return Err(Status::out_of_range(format!(
-                    "after_sequence {s} is beyond the latest event {latest}"
-                )));
+                return Err(SharingError::OutOfRange(format!(
+                    "after_sequence {s} is beyond the end of the report log; resume from a sequence you received"
+                ))
+                .into());
             }
             Some(s) => s,
             None => latest,
@@ -463,11 +557,11 @@ impl SharingService for Sharing {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "undecodable report event");
-                    return Some(Err(Status::internal("report stream is damaged")));
+                    return Some(Err(Status::from(SharingError::Store(e))));
                 }
             };
             let report = event.report.as_ref()?;
-            (this.visible(&who, report) && matches(&filter, report)).then_some(Ok(event))
+            (matches(&filter, report) && this.visible_now(&who, report)).then_some(Ok(event))
         });
         Ok(Response::new(stream))
     }

@@ -4,12 +4,18 @@
 //! Trees (keys are bytes that sort in the order we scan):
 //! - `reports`:  report id (UUIDv7 text, so time-ordered) → latest [`Report`]
 //! - `versions`: report id ‖ version (u32 big-endian) → that [`Report`] version
-//! - `requests`: member ‖ 0 ‖ subject ‖ 0 ‖ request id → method, version, report id
+//! - `requests`: member ‖ 0 ‖ subject ‖ 0 ‖ request id → format, method,
+//!   version, SHA-256 of the request, report id
 //! - `events`:   sequence (u64 big-endian) → [`SubscribeReportsResponse`]
+//!
+//! Writes land in the trees before they are flushed; every read here hides a
+//! version whose event is not yet durable (its `sequence` is above the log's
+//! published mark), so no reader ever sees a report a crash could take back.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use orex_kit::KitError;
 use orex_kit::store::{EventLog, Store, Write, decode_value, encode_value, seq_key};
 use orex_membership::Principal;
 use orex_proto::sharing::v1::{Report, ReportEventKind, ReportStatus, SubscribeReportsResponse};
@@ -41,6 +47,19 @@ impl Method {
             _ => "another call",
         }
     }
+}
+
+/// Who is asking, with which idempotency key, for what: the fingerprint is
+/// a SHA-256 of the whole request, so a reused key with other arguments is
+/// refused instead of silently answered with another call's result.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestKey<'a> {
+    /// The caller.
+    pub who: &'a Principal,
+    /// The caller's idempotency key.
+    pub request_id: &'a str,
+    /// SHA-256 of the encoded request.
+    pub fingerprint: [u8; 32],
 }
 
 /// The outcome of a mutation.
@@ -75,6 +94,13 @@ impl ReportStore {
         })
     }
 
+    /// The service's page-token sealer, keyed from this store.
+    pub fn page_tokens(&self) -> Result<orex_kit::page_token::PageTokens, SharingError> {
+        Ok(orex_kit::page_token::PageTokens::open_or_create(
+            &self.store,
+        )?)
+    }
+
     /// The report event log, for subscriptions.
     pub fn log(&self) -> Arc<EventLog> {
         self.log.clone()
@@ -85,57 +111,82 @@ impl ReportStore {
         Ok(self.store.flush_now()?)
     }
 
-    /// The latest version of a report.
+    /// The latest durable version of a report.
     pub fn get(&self, id: &str) -> Result<Option<Report>, SharingError> {
-        self.reports
-            .get(id.as_bytes())?
-            .map(|v| decode_value(&v).map_err(Into::into))
-            .transpose()
+        match self.reports.get(id.as_bytes())? {
+            Some(v) => self.durable(decode_value(&v)?),
+            None => Ok(None),
+        }
     }
 
-    /// One version of a report.
+    /// One durable version of a report.
     pub fn version(&self, id: &str, version: u32) -> Result<Option<Report>, SharingError> {
+        let published = self.log.published();
+        Ok(self
+            .raw_version(id, version)?
+            .filter(|r| r.sequence <= published))
+    }
+
+    fn raw_version(&self, id: &str, version: u32) -> Result<Option<Report>, SharingError> {
         self.versions
             .get(version_key(id, version))?
             .map(|v| decode_value(&v).map_err(Into::into))
             .transpose()
     }
 
-    /// Versions of a report after `after`, oldest first.
+    /// `r` if durable, else its newest durable earlier version, else `None`.
+    fn durable(&self, mut r: Report) -> Result<Option<Report>, SharingError> {
+        let published = self.log.published();
+        while r.sequence > published {
+            if r.version <= 1 {
+                return Ok(None);
+            }
+            match self.raw_version(&r.id, r.version - 1)? {
+                Some(earlier) => r = earlier,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(r))
+    }
+
+    /// Durable versions of a report after `after`, oldest first.
     pub fn versions_after(
         &self,
         id: &str,
         after: u32,
     ) -> impl Iterator<Item = Result<Report, SharingError>> + use<> {
+        let published = self.log.published();
         let start = version_key(id, after.saturating_add(1));
         let end = version_key(id, u32::MAX);
         self.versions
             .range(start..=end)
-            .map(|r| Ok(decode_value(&r?.1)?))
+            .map(|r| Ok(decode_value::<Report>(&r?.1)?))
+            .filter(move |r| r.as_ref().map_or(true, |r| r.sequence <= published))
     }
 
-    /// Latest versions of reports, newest first, starting below `before`.
+    /// Latest durable versions of reports, newest first, starting below `before`.
     pub fn newest_first(
         &self,
         before: Option<&str>,
-    ) -> impl Iterator<Item = Result<Report, SharingError>> + use<> {
+    ) -> impl Iterator<Item = Result<Report, SharingError>> + '_ {
         let iter = match before {
             Some(b) => self.reports.range(..b.as_bytes().to_vec()),
             None => self.reports.iter(),
         };
-        iter.rev().map(|r| Ok(decode_value(&r?.1)?))
+        iter.rev()
+            .map(|r| self.durable(decode_value(&r?.1)?))
+            .filter_map(Result::transpose)
     }
 
     /// Stores a new report built by `build` (given its new id), unless the
     /// caller already published with this request id.
     pub async fn publish(
         &self,
-        who: &Principal,
-        request_id: &str,
+        request: RequestKey<'_>,
         build: impl Fn(&str) -> Report,
     ) -> Result<Outcome, SharingError> {
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        self.mutate(who, request_id, Method::Publish, None, |_| Ok(build(&id)))
+        self.mutate(request, Method::Publish, None, |_| Ok(build(&id)))
             .await
     }
 
@@ -145,13 +196,12 @@ impl ReportStore {
     /// must have no side effects.
     pub async fn update(
         &self,
-        who: &Principal,
-        request_id: &str,
+        request: RequestKey<'_>,
         method: Method,
         id: &str,
         transition: impl Fn(Report) -> Result<Report, SharingError>,
     ) -> Result<Outcome, SharingError> {
-        self.mutate(who, request_id, method, Some(id), |current| {
+        self.mutate(request, method, Some(id), |current| {
             transition(current.ok_or_else(|| SharingError::NotFound(id.to_owned()))?)
         })
         .await
@@ -159,13 +209,12 @@ impl ReportStore {
 
     async fn mutate(
         &self,
-        who: &Principal,
-        request_id: &str,
+        request: RequestKey<'_>,
         method: Method,
         id: Option<&str>,
         next: impl Fn(Option<Report>) -> Result<Report, SharingError>,
     ) -> Result<Outcome, SharingError> {
-        let req_key = request_key(who, request_id);
+        let req_key = request_key(request.who, request.request_id);
         let trees = (
             &self.reports,
             &self.versions,
@@ -177,16 +226,23 @@ impl ReportStore {
                 let result = trees.transaction(|(reports, versions, requests, events)| {
                     let abort = ConflictableTransactionError::Abort;
                     if let Some(done) = requests.get(&req_key)? {
-                        let (m, version, rid) = decode_request(&done);
-                        if m != method as u8 {
+                        let done = decode_request(&done).map_err(|e| abort(e.into()))?;
+                        if done.method != method as u8 {
                             return Err(abort(SharingError::invalid(
                                 "request_id",
                                 format!(
                                     "was already used for {}; use a new request_id for a new call",
-                                    Method::name(m)
+                                    Method::name(done.method)
                                 ),
                             )));
                         }
+                        if done.fingerprint != request.fingerprint {
+                            return Err(abort(SharingError::invalid(
+                                "request_id",
+                                "was already used with different arguments; use a new request_id for a new call",
+                            )));
+                        }
+                        let (version, rid) = (done.version, done.report_id);
                         let Some(bytes) = versions.get(version_key(&rid, version))? else {
                             return Err(abort(SharingError::NotFound(rid)));
                         };
@@ -203,13 +259,14 @@ impl ReportStore {
                         },
                         None => None,
                     };
-                    let report = next(current).map_err(abort)?;
+                    let mut report = next(current).map_err(abort)?;
+                    report.sequence = seq;
                     let value = encode_value(&report);
                     reports.insert(report.id.as_bytes(), value.clone())?;
                     versions.insert(version_key(&report.id, report.version), value)?;
                     requests.insert(
                         req_key.clone(),
-                        encode_request(method, report.version, &report.id),
+                        encode_request(method, report.version, &request.fingerprint, &report.id),
                     )?;
                     let event = SubscribeReportsResponse {
                         sequence: seq,
@@ -258,19 +315,36 @@ fn request_key(who: &Principal, request_id: &str) -> Vec<u8> {
     k
 }
 
-fn encode_request(method: Method, version: u32, id: &str) -> Vec<u8> {
-    let mut v = vec![method as u8];
+const REQUEST_FORMAT_V1: u8 = 1;
+
+fn encode_request(method: Method, version: u32, fingerprint: &[u8; 32], id: &str) -> Vec<u8> {
+    let mut v = vec![REQUEST_FORMAT_V1, method as u8];
     v.extend_from_slice(&version.to_be_bytes());
+    v.extend_from_slice(fingerprint);
     v.extend_from_slice(id.as_bytes());
     v
 }
 
-fn decode_request(v: &[u8]) -> (u8, u32, String) {
-    let method = v.first().copied().unwrap_or(0);
-    let mut ver = [0u8; 4];
-    if v.len() >= 5 {
-        ver.copy_from_slice(&v[1..5]);
+/// A stored idempotency record.
+struct DoneRequest {
+    method: u8,
+    version: u32,
+    fingerprint: [u8; 32],
+    report_id: String,
+}
+
+fn decode_request(v: &[u8]) -> Result<DoneRequest, KitError> {
+    let corrupt = || KitError::Corrupt("idempotency record".into());
+    if v.len() < 38 || v[0] != REQUEST_FORMAT_V1 {
+        return Err(corrupt());
     }
-    let id = String::from_utf8_lossy(v.get(5..).unwrap_or_default()).into_owned();
-    (method, u32::from_be_bytes(ver), id)
+    let version = u32::from_be_bytes(v[2..6].try_into().map_err(|_| corrupt())?);
+    let fingerprint = v[6..38].try_into().map_err(|_| corrupt())?;
+    let report_id = String::from_utf8(v[38..].to_vec()).map_err(|_| corrupt())?;
+    Ok(DoneRequest {
+        method: v[1],
+        version,
+        fingerprint,
+        report_id,
+    })
 }

@@ -49,11 +49,27 @@ pub fn report_id(id: &str) -> Result {
     }
 }
 
+/// Free text may hold line feeds and tabs but no other control characters:
+/// other members' terminals and tools display it.
+fn plain_text(field: &str, text: &str) -> Result {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(SharingError::invalid(
+            field,
+            "must not contain control characters other than line feed and tab",
+        ));
+    }
+    Ok(())
+}
+
 /// A free-text note of at most [`MAX_NOTE_CHARS`]; `required` rejects empty.
 pub fn note(field: &str, text: &str, required: bool) -> Result {
     if required && text.trim().is_empty() {
         return Err(SharingError::invalid(field, "is required"));
     }
+    plain_text(field, text)?;
     if text.chars().count() > MAX_NOTE_CHARS {
         return Err(SharingError::invalid(
             field,
@@ -107,6 +123,7 @@ pub fn content(c: Option<&ReportContent>, partnership: &Partnership) -> Result {
             format!("must be 1 to {MAX_SUMMARY_CHARS} characters"),
         ));
     }
+    plain_text("content.summary", &c.summary)?;
     let marking = enum_value::<Marking>("content.marking", c.marking)?;
     let wants_members = matches!(marking, Marking::Amber | Marking::AmberStrict);
     if wants_members {
@@ -149,10 +166,13 @@ pub fn content(c: Option<&ReportContent>, partnership: &Partnership) -> Result {
                     format!("unknown member {:?}", p.member),
                 ));
             }
-            if p.subject.is_empty() || p.subject.len() > 256 {
+            if p.subject.is_empty()
+                || p.subject.len() > 256
+                || !p.subject.bytes().all(|b| b.is_ascii_graphic())
+            {
                 return Err(SharingError::invalid(
                     field,
-                    "subject must be 1 to 256 characters",
+                    "subject must be 1 to 256 visible ASCII characters",
                 ));
             }
             if !seen.insert((&p.member, &p.subject)) {
@@ -163,6 +183,17 @@ pub fn content(c: Option<&ReportContent>, partnership: &Partnership) -> Result {
         return Err(SharingError::invalid(
             "content.recipient_principals",
             "is only for RED",
+        ));
+    }
+    Ok(())
+}
+
+/// A list filter of at most [`MAX_LIST`] entries.
+pub fn list_len(field: &str, len: usize) -> Result {
+    if len > MAX_LIST {
+        return Err(SharingError::invalid(
+            field,
+            format!("at most {MAX_LIST} entries"),
         ));
     }
     Ok(())
