@@ -31,6 +31,9 @@ impl std::fmt::Debug for CertKey {
 pub struct DevCa {
     /// The CA certificate (PEM), which every party trusts.
     pub cert_pem: String,
+    /// The CA's private key (PKCS#8 PEM); kept in the dev folder (mode 0600)
+    /// so more development certificates can be issued later.
+    pub key_pem: String,
     issuer: Issuer<'static, KeyPair>,
 }
 
@@ -58,7 +61,18 @@ impl DevCa {
         let cert = params.self_signed(&key)?;
         Ok(Self {
             cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
             issuer: Issuer::new(params, key),
+        })
+    }
+
+    /// Loads a CA written by [`DevCa::generate`].
+    pub fn load(cert_pem: &str, key_pem: &str) -> Result<Self, CliError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        Ok(Self {
+            cert_pem: cert_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            issuer: Issuer::from_ca_cert_pem(cert_pem, key)?,
         })
     }
 
@@ -89,11 +103,13 @@ impl DevCa {
         self.leaf(params, &format!("{member}/{name}"))
     }
 
-    /// A client certificate with an arbitrary URI SAN (tests of bad identities).
-    pub fn client_with_uri(&self, uri_san: &str) -> Result<CertKey, CliError> {
+    /// A client certificate with arbitrary URI SANs (tests of bad identities).
+    pub fn client_with_uris(&self, uri_sans: &[&str]) -> Result<CertKey, CliError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.subject_alt_names.push(uri(uri_san)?);
-        self.leaf(params, uri_san)
+        for u in uri_sans {
+            params.subject_alt_names.push(uri(u)?);
+        }
+        self.leaf(params, "test client")
     }
 
     fn leaf(&self, mut params: CertificateParams, cn: &str) -> Result<CertKey, CliError> {

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! .orex-dev/
-//!   pki/ca.pem                               development partnership CA (its key is not kept)
+//!   pki/ca.pem, pki/ca.key.pem               development partnership CA
 //!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing
 //!   issuers/<MEMBER>.key.pem, <MEMBER>.pub.pem  token issuer per member (Ed25519)
 //!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
@@ -186,6 +186,18 @@ impl DevLayout {
         self.root.join("pki/ca.pem")
     }
 
+    /// The CA's private key (development only).
+    pub fn ca_key(&self) -> PathBuf {
+        self.root.join("pki/ca.key.pem")
+    }
+
+    /// The development CA, to issue more certificates.
+    pub fn ca(&self) -> Result<DevCa, CliError> {
+        let cert = String::from_utf8_lossy(&read(&self.ca_cert())?).into_owned();
+        let key = String::from_utf8_lossy(&read(&self.ca_key())?).into_owned();
+        DevCa::load(&cert, &key)
+    }
+
     /// A workload's certificate and key.
     pub fn workload(&self, name: &str) -> (PathBuf, PathBuf) {
         let dir = self.root.join("pki/workloads");
@@ -262,6 +274,7 @@ fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
         write(&dir.join("cert.pem"), ck.cert_pem.as_bytes(), false)?;
         write(&dir.join("key.pem"), ck.key_pem.as_bytes(), true)?;
     }
+    write(&layout.ca_key(), ca.key_pem.as_bytes(), true)?;
     // Written last: its presence marks a complete PKI.
     write(&layout.ca_cert(), ca.cert_pem.as_bytes(), false)?;
     Ok(())

@@ -32,7 +32,11 @@ type CacheKey = ([u8; 32], [u8; 32]);
 /// The claims orex reads from a member token.
 #[derive(Debug, Deserialize)]
 struct Claims {
+    // Presence of `sub` and `exp` is enforced by the validation's required
+    // claims, which reports them by name; defaults keep parsing from failing first.
+    #[serde(default)]
     sub: String,
+    #[serde(default)]
     exp: u64,
     #[serde(default)]
     jti: Option<String>,
@@ -244,12 +248,13 @@ impl TokenVerifier {
                 "token is bound to a different client certificate (cnf.x5t#S256 mismatch)",
             ));
         }
+        // Subjects travel in gRPC metadata and audit records: visible ASCII only.
         if claims.sub.is_empty()
             || claims.sub.len() > 256
-            || claims.sub.chars().any(|c| c.is_control())
+            || !claims.sub.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(unauth(
-                "token subject (sub) must be 1 to 256 printable characters",
+                "token subject (sub) must be 1 to 256 visible ASCII characters",
             ));
         }
         // Role names this gateway does not know grant nothing.

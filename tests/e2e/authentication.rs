@@ -250,6 +250,31 @@ async fn members_cannot_bypass_the_gateway_to_reach_the_sharing_service() {
         .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("through the gateway"));
+
+    // Health and reflection on a service port are for workloads too.
+    let (cert, key) = (
+        stack.bundle_file("us-alice", "cert.pem"),
+        stack.bundle_file("us-alice", "key.pem"),
+    );
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(
+            std::fs::read(stack.layout.ca_cert()).unwrap(),
+        ))
+        .identity(tonic::transport::Identity::from_pem(cert, key))
+        .domain_name("sharing");
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("https://{}", stack.sharing_addr))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+    let status = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     stack.stop().await;
 }
 

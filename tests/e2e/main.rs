@@ -6,5 +6,6 @@ mod durability;
 mod lifecycle;
 mod operations;
 mod streaming;
+mod tokens;
 mod validation;
 mod visibility;

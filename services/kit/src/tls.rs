@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
@@ -33,13 +35,27 @@ impl TlsFiles {
         }
     }
 
-    /// Reads and checks every file: present, PEM, and a private key that is
-    /// not world-readable.
+    /// Reads and checks every file: present, parseable PEM, a private key
+    /// that is not world-readable and that belongs to the certificate.
     pub fn load(&self) -> Result<LoadedTls, KitError> {
         let ca = read_pem(&self.ca, "CERTIFICATE")?;
+        parse_certs(&self.ca, &ca)?;
         let cert = read_pem(&self.cert, "CERTIFICATE")?;
+        let chain = parse_certs(&self.cert, &cert)?;
         check_key_permissions(&self.key)?;
         let key = read_pem(&self.key, "PRIVATE KEY")?;
+        let key_der = PrivateKeyDer::from_pem_slice(&key).map_err(|e| KitError::TlsFile {
+            path: self.key.clone(),
+            message: format!("not a PEM private key: {e}"),
+        })?;
+        // rustls checks the key against the certificate's public key.
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key_der)
+            .map_err(|e| KitError::TlsFile {
+                path: self.key.clone(),
+                message: format!("does not fit certificate {}: {e}", self.cert.display()),
+            })?;
         Ok(LoadedTls { ca, cert, key })
     }
 }
@@ -76,6 +92,22 @@ impl LoadedTls {
             .identity(Identity::from_pem(&self.cert, &self.key))
             .domain_name(server_name)
     }
+}
+
+fn parse_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, KitError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| KitError::TlsFile {
+            path: path.to_owned(),
+            message: format!("not a valid PEM certificate: {e}"),
+        })?;
+    if certs.is_empty() {
+        return Err(KitError::TlsFile {
+            path: path.to_owned(),
+            message: "holds no certificate".into(),
+        });
+    }
+    Ok(certs)
 }
 
 fn read_pem(path: &Path, label: &str) -> Result<Vec<u8>, KitError> {
@@ -133,6 +165,33 @@ mod tests {
         assert!(err.contains("chmod 600"), "{err}");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
         check_key_permissions(&key).unwrap();
+    }
+
+    #[test]
+    fn a_key_that_does_not_fit_the_certificate_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let b = rcgen::generate_simple_self_signed(vec!["b".into()]).unwrap();
+        let write = |name: &str, text: String| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let files = TlsFiles {
+            ca: write("ca.pem", a.cert.pem()),
+            cert: write("cert.pem", a.cert.pem()),
+            key: write("key.pem", b.signing_key.serialize_pem()),
+        };
+        let err = files.load().unwrap_err().to_string();
+        assert!(err.contains("does not fit"), "{err}");
+        let files = TlsFiles {
+            key: write("key-a.pem", a.signing_key.serialize_pem()),
+            ..files
+        };
+        files.load().unwrap();
     }
 
     #[test]
