@@ -7,10 +7,11 @@
 //! .orex-dev/
 //!   pki/ca.pem, pki/ca.key.pem               development partnership CA
 //!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing
+//!   pki/audit-signing.key.pem, .pub.pem       Ed25519 key signing access-log checkpoints
 //!   issuers/<MEMBER>.key.pem, <MEMBER>.pub.pem  token issuer per member (Ed25519)
 //!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
 //!   config/policy.toml sharing.toml gateway.toml
-//!   data/sharing/                             sled store
+//!   data/sharing/, data/gateway/              sled stores (reports; access log)
 //! ```
 
 use std::net::SocketAddr;
@@ -101,7 +102,7 @@ pub struct DemoPrincipal {
 }
 
 /// The demo principals, one bundle each.
-pub const DEMO_PRINCIPALS: [DemoPrincipal; 7] = [
+pub const DEMO_PRINCIPALS: [DemoPrincipal; 9] = [
     DemoPrincipal {
         bundle: "us-alice",
         member: "US",
@@ -144,7 +145,23 @@ pub const DEMO_PRINCIPALS: [DemoPrincipal; 7] = [
         subject: "kenji",
         roles: &["reporter", "reader"],
     },
+    DemoPrincipal {
+        bundle: "us-oversight",
+        member: "US",
+        subject: "oversight",
+        roles: &["auditor"],
+    },
+    DemoPrincipal {
+        bundle: "jp-audit",
+        member: "JP",
+        subject: "audit",
+        roles: &["auditor"],
+    },
 ];
+
+/// Demo principals that audit the whole partnership (the rest audit only
+/// their own member).
+pub const PARTNERSHIP_AUDITORS: [&str; 1] = ["US/oversight"];
 
 /// Local ports of the dev stack.
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +213,14 @@ impl DevLayout {
         let cert = String::from_utf8_lossy(&read(&self.ca_cert())?).into_owned();
         let key = String::from_utf8_lossy(&read(&self.ca_key())?).into_owned();
         DevCa::load(&cert, &key)
+    }
+
+    /// The access-log signing key (private, public PEM).
+    pub fn audit_keys(&self) -> (PathBuf, PathBuf) {
+        (
+            self.root.join("pki/audit-signing.key.pem"),
+            self.root.join("pki/audit-signing.pub.pem"),
+        )
     }
 
     /// A workload's certificate and key.
@@ -262,6 +287,10 @@ fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
         write(&cert, wk.cert_pem.as_bytes(), false)?;
         write(&key, wk.key_pem.as_bytes(), true)?;
     }
+    let audit = IssuerKeys::generate()?;
+    let (private, public) = layout.audit_keys();
+    write(&private, audit.private_pem.as_bytes(), true)?;
+    write(&public, audit.public_pem.as_bytes(), false)?;
     for m in DEMO_MEMBERS {
         let keys = IssuerKeys::generate()?;
         let (private, public) = layout.issuer_keys(m.code);
@@ -280,11 +309,44 @@ fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The `[roles]`, `[rate_limits]` and `[audit]` tables of the dev policy.
+pub const DEV_POLICY_RULES: &str = r#"
+# Which roles may call which RPCs ("package.Service/Method" or "package.Service/*").
+[roles]
+reporter = [
+  "orex.sharing.v1.SharingService/PublishReport",
+  "orex.sharing.v1.SharingService/AmendReport",
+  "orex.sharing.v1.SharingService/ResolveReport",
+  "orex.sharing.v1.SharingService/RetractReport",
+]
+reader = [
+  "orex.sharing.v1.SharingService/GetReport",
+  "orex.sharing.v1.SharingService/ListReports",
+  "orex.sharing.v1.SharingService/ListReportVersions",
+  "orex.sharing.v1.SharingService/SubscribeReports",
+]
+analyst = ["orex.risk.v1.RiskService/*"]
+coordinator = ["orex.emergency.v1.EmergencyService/*"]
+auditor = ["orex.audit.v1.AuditService/*"]
+admin = []
+
+# Token buckets per member and class of call; members without an entry use the default.
+[rate_limits.default]
+read = { per_minute = 6000, burst = 1000 }
+write = { per_minute = 1200, burst = 200 }
+stream = { per_minute = 600, burst = 100 }
+
+# Principals who audit the whole partnership; other auditors see their own member only.
+[audit]
+partnership_auditors = ["US/oversight"]
+"#;
+
 /// The policy text of the dev partnership.
 pub fn policy_text() -> String {
     let mut s = String::from(
         "# The development partnership. The same format drives production and Kubernetes.\n",
     );
+    s.push_str(DEV_POLICY_RULES);
     for m in DEMO_MEMBERS {
         s.push_str(&format!(
             "\n[[members]]\ncode = \"{}\"\nname = \"{}\"\nkind = \"{}\"\nfounding = {}\n",
@@ -340,6 +402,14 @@ leeway_seconds = 30
 [backends.sharing]
 address = "https://127.0.0.1:{sharing}"
 server_name = "sharing"
+
+[audit]
+data_dir = "../data/gateway"
+signing_key = "../pki/audit-signing.key.pem"
+key_id = "orex-dev-audit-1"
+log_id = "orex-gateway/dev"
+checkpoint_every_records = 1000
+checkpoint_interval_seconds = 60
 "#,
         gateway = ports.gateway,
         sharing = ports.sharing
@@ -391,28 +461,41 @@ pub fn refresh_token(layout: &DevLayout, dir: &Path, ttl: Duration) -> Result<St
     Ok(token)
 }
 
-/// Starts the sharing service from the dev folder's config on `listener`.
+/// Checks the sharing service's config, policy, TLS files and store, then
+/// starts it on `listener`. A bad setup is an error here, not in the task.
 pub fn spawn_sharing(
     layout: &DevLayout,
     listener: TcpListener,
     shutdown: Shutdown,
 ) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
     let config = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
-    Ok(tokio::spawn(orex_sharing::serve(
-        config, listener, shutdown,
-    )))
+    let prepared = orex_sharing::prepare(config)?;
+    Ok(tokio::spawn(prepared.serve(listener, shutdown)))
 }
 
-/// Starts the gateway from the dev folder's config on `listener`.
+/// A running gateway's handles on its policy and access log.
+#[derive(Debug, Clone)]
+pub struct GatewayHandles {
+    /// The policy in force (reload it after editing `policy.toml`).
+    pub policy: orex_gateway::policy::PolicyHandle,
+    /// The access log.
+    pub audit: orex_gateway::audit::AuditLog,
+}
+
+/// Checks the gateway's config, policy, issuer keys, TLS files and access
+/// log, then starts it on `listener`.
 pub fn spawn_gateway(
     layout: &DevLayout,
     listener: TcpListener,
     shutdown: Shutdown,
-) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
+) -> Result<(JoinHandle<Result<(), KitError>>, GatewayHandles), CliError> {
     let config = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
-    Ok(tokio::spawn(orex_gateway::serve(
-        config, listener, shutdown,
-    )))
+    let prepared = orex_gateway::prepare(config)?;
+    let handles = GatewayHandles {
+        policy: prepared.policy(),
+        audit: prepared.audit(),
+    };
+    Ok((tokio::spawn(prepared.serve(listener, shutdown)), handles))
 }
 
 /// Binds a local port, naming it on failure.

@@ -24,6 +24,37 @@ pub struct GatewayConfig {
     pub tokens: TokenConfig,
     /// Where the services are.
     pub backends: Backends,
+    /// The access log.
+    pub audit: AuditConfig,
+}
+
+/// The gateway's tamper-evident access log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Folder of the gateway's sled store, which holds the access log.
+    pub data_dir: PathBuf,
+    /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints; not
+    /// world-readable. Auditors hold its public half.
+    pub signing_key: PathBuf,
+    /// Identifier of the signing key, published with its public half.
+    pub key_id: String,
+    /// Name of this log in checkpoints (`orex-gateway/prod`).
+    pub log_id: String,
+    /// Sign a checkpoint once this many records are unsigned (default 1000).
+    #[serde(default = "default_checkpoint_records")]
+    pub checkpoint_every_records: u64,
+    /// ...or once the oldest unsigned record is this many seconds old (default 60).
+    #[serde(default = "default_checkpoint_seconds")]
+    pub checkpoint_interval_seconds: u64,
+}
+
+fn default_checkpoint_records() -> u64 {
+    1000
+}
+
+fn default_checkpoint_seconds() -> u64 {
+    60
 }
 
 /// Token checks.
@@ -67,6 +98,8 @@ impl GatewayConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         c.policy = orex_kit::config::resolve(base, &c.policy);
         c.tls = c.tls.resolved(base);
+        c.audit.data_dir = orex_kit::config::resolve(base, &c.audit.data_dir);
+        c.audit.signing_key = orex_kit::config::resolve(base, &c.audit.signing_key);
         c.validate()?;
         Ok(c)
     }
@@ -79,6 +112,17 @@ impl GatewayConfig {
         if self.tokens.leeway_seconds > 300 {
             return Err(KitError::Config(
                 "tokens.leeway_seconds must be at most 300".into(),
+            ));
+        }
+        if self.audit.checkpoint_every_records == 0 || self.audit.checkpoint_interval_seconds == 0 {
+            return Err(KitError::Config(
+                "audit.checkpoint_every_records and audit.checkpoint_interval_seconds must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.audit.log_id.trim().is_empty() || self.audit.key_id.trim().is_empty() {
+            return Err(KitError::Config(
+                "audit.log_id and audit.key_id must not be empty".into(),
             ));
         }
         if !self.backends.sharing.address.starts_with("https://") {

@@ -1,6 +1,9 @@
 //! Why the gateway refuses a call, and the one place that becomes a status.
 
+use std::time::Duration;
+
 use tonic::Status;
+use tonic::metadata::MetadataMap;
 
 /// A refusal by the gateway.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -8,16 +11,51 @@ pub enum GatewayError {
     /// The caller's certificate or token failed a check; the message says which.
     #[error("{0}")]
     Unauthenticated(String),
-    /// The caller is known but may not do this.
+    /// The caller is known but may not do this; the message names the
+    /// missing permission, never the protected data.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The member is over its rate limit for this class of call.
+    #[error("rate limit of member {member} for {class} calls exceeded; retry in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// The member.
+        member: String,
+        /// read, write or stream.
+        class: &'static str,
+        /// When a retry can succeed.
+        retry_after: Duration,
+    },
+    /// A request field is bad; the message starts with the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A position past the end of the log.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The access log could not be read.
+    #[error("the access log cannot be read right now")]
+    AuditRead,
+    /// The access record could not be written, so the call was not made.
+    #[error("the access log cannot be written; the call was not forwarded (retry later)")]
+    AuditUnavailable,
 }
 
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Self {
-        match e {
-            GatewayError::Unauthenticated(m) => Status::unauthenticated(m),
-            GatewayError::PermissionDenied(m) => Status::permission_denied(m),
+        match &e {
+            GatewayError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
+            GatewayError::PermissionDenied(m) => Status::permission_denied(m.clone()),
+            GatewayError::RateLimited { retry_after, .. } => {
+                let mut md = MetadataMap::new();
+                if let Ok(v) = retry_after.as_millis().to_string().parse() {
+                    md.insert("retry-after-ms", v);
+                }
+                Status::with_metadata(tonic::Code::ResourceExhausted, e.to_string(), md)
+            }
+            GatewayError::InvalidArgument(m) => Status::invalid_argument(m.clone()),
+            GatewayError::OutOfRange(m) => Status::out_of_range(m.clone()),
+            GatewayError::AuditRead | GatewayError::AuditUnavailable => {
+                Status::unavailable(e.to_string())
+            }
         }
     }
 }

@@ -1,60 +1,88 @@
-//! Forwarding a member's call to a backend: authenticate, then pass the
-//! message on with the verified principal and the caller's deadline.
+//! Relaying a backend stream to a member: every event screened again, the
+//! stream ended when the gateway shuts down or the member's token expires,
+//! and one outcome record summarising what was delivered and withheld.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use orex_kit::Shutdown;
-use orex_kit::stream::BoxStream;
-use tonic::{Request, Status, Streaming};
+use orex_kit::stream::{BoxStream, STREAM_BUFFER};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
 
-use crate::authn::{Authenticator, Caller};
+use crate::door::Pass;
 
-/// Authenticates `req` and builds the request to send to the backend. Only
-/// the message and the deadline cross: member metadata is never forwarded, so
-/// a member cannot smuggle in the `x-orex-*` principal headers.
-pub fn outbound<T>(auth: &Authenticator, req: Request<T>) -> Result<(Caller, Request<T>), Status> {
-    let caller = auth.authenticate(&req)?;
-    let deadline = req.metadata().get("grpc-timeout").cloned();
-    let mut out = Request::new(req.into_inner());
-    if let Some(d) = deadline {
-        out.metadata_mut().insert("grpc-timeout", d);
-    }
-    orex_kit::forwarded::attach(&caller.principal, out.metadata_mut())?;
-    Ok((caller, out))
-}
+/// How long a final status may wait for a client that is not reading.
+const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 
-/// Relays a backend stream to the member. It ends with UNAVAILABLE when the
-/// gateway shuts down, and with UNAUTHENTICATED when the member's token
-/// expires: a stream is never longer-lived than the token that opened it.
-pub fn relay<T: Send + 'static>(
-    upstream: Streaming<T>,
+/// Relays `upstream` to the member. `screen` returns the owning member of an
+/// event the caller may see, or `None` to withhold it.
+pub fn relay_screened<T, F>(
+    mut upstream: Streaming<T>,
+    pass: Pass,
     shutdown: Shutdown,
-    token_expires_at: u64,
-) -> BoxStream<T> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
+    screen: F,
+) -> BoxStream<T>
+where
+    T: Send + 'static,
+    F: Fn(&Pass, &T) -> Option<String> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let expiry = tokio::time::Instant::now()
-        + std::time::Duration::from_secs(token_expires_at.saturating_sub(now));
-    Box::pin(futures::stream::unfold(
-        Some((upstream, shutdown)),
-        move |state| async move {
-            let (mut upstream, shutdown) = state?;
-            tokio::select! {
-                item = upstream.next() => item.map(|i| (i, Some((upstream, shutdown)))),
-                _ = shutdown.wait() => Some((
-                    Err(Status::unavailable(
-                        "gateway is shutting down; reconnect with the last sequence you received to resume",
-                    )),
-                    None,
-                )),
-                _ = tokio::time::sleep_until(expiry) => Some((
-                    Err(Status::unauthenticated(
-                        "token expired; reconnect with a fresh token and the last sequence you received",
-                    )),
-                    None,
-                )),
+        + Duration::from_secs(pass.caller.expires_at.saturating_sub(now));
+    let tracker = shutdown.clone();
+    tracker.spawn(async move {
+        let (mut delivered, mut withheld) = (0u64, 0u64);
+        let mut owners = BTreeSet::new();
+        let final_status = |status: Status| {
+            let tx = tx.clone();
+            async move {
+                let code = status.code();
+                let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(status))).await;
+                code
             }
-        },
-    ))
+        };
+        let end = loop {
+            tokio::select! {
+                item = upstream.next() => match item {
+                    Some(Ok(event)) => match screen(&pass, &event) {
+                        Some(owner) => {
+                            if tx.send(Ok(event)).await.is_err() {
+                                break Code::Cancelled;
+                            }
+                            delivered += 1;
+                            owners.insert(owner);
+                        }
+                        None => {
+                            withheld += 1;
+                            tracing::error!(caller = %pass.caller.principal, "backend streamed an event the caller may not see; withheld");
+                        }
+                    },
+                    Some(Err(status)) => break final_status(status).await,
+                    None => break Code::Ok,
+                },
+                _ = shutdown.wait() => break final_status(Status::unavailable(
+                    "gateway is shutting down; reconnect with the last sequence you received to resume",
+                )).await,
+                _ = tokio::time::sleep_until(expiry) => break final_status(Status::unauthenticated(
+                    "token expired; reconnect with a fresh token and the last sequence you received",
+                )).await,
+                _ = tx.closed() => break Code::Cancelled,
+            }
+        };
+        pass.finish(
+            end,
+            vec![],
+            owners.into_iter().collect(),
+            format!("stream delivered {delivered} events, withheld {withheld}"),
+        )
+        .await;
+    });
+    Box::pin(ReceiverStream::new(rx))
 }

@@ -1,19 +1,26 @@
 //! The orex gateway: the only door for members.
 //!
-//! Every call is authenticated ([`authn`]: client certificate from the
-//! partnership CA naming the member, plus a JWT from an issuer trusted for
-//! that member only, bound to the certificate — [`tokens`]) and then
-//! forwarded ([`forward`]) to the service over the gateway's own mutual-TLS
-//! connection, with the verified principal attached.
+//! Every call passes the [`door`]: authentication ([`authn`], [`tokens`]:
+//! a client certificate from the partnership CA naming the member, plus a
+//! JWT from that member's issuer bound to the certificate), authorisation by
+//! method, member and role from the [`policy`], per-member [`ratelimit`]s,
+//! and an access record written durably to the [`audit`] log before anything
+//! is forwarded. Answers and streamed events are screened again by marking
+//! ([`screen`]) before they leave.
 //!
-//! [`prepare`] checks policy, keys and TLS files before a port is bound;
-//! [`Prepared::serve`] runs the gateway. `main.rs`, `orex up` and the
-//! end-to-end tests all go through them.
+//! [`prepare`] checks policy, keys, TLS files and the audit store before a
+//! port is bound; [`Prepared::serve`] runs the gateway. `main.rs`, `orex up`
+//! and the end-to-end tests all go through them.
 
+pub mod audit;
 pub mod authn;
 pub mod config;
+pub mod door;
 pub mod error;
 pub mod forward;
+pub mod policy;
+pub mod ratelimit;
+pub mod screen;
 pub mod sharing;
 pub mod tokens;
 
@@ -23,7 +30,7 @@ use std::time::Duration;
 use orex_kit::server::Callers;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
-use orex_membership::Partnership;
+use orex_proto::audit::v1::audit_service_server::AuditServiceServer;
 use orex_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -34,26 +41,33 @@ pub use config::GatewayConfig;
 /// The longest a forwarded unary call may wait for its backend's answer.
 pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A gateway whose policy, issuer keys and TLS material have been checked.
+/// gRPC service names the gateway serves, as health checks know them.
+pub const SERVICE_NAMES: [&str; 2] = [
+    "orex.sharing.v1.SharingService",
+    "orex.audit.v1.AuditService",
+];
+
+/// A gateway whose policy, issuer keys, TLS material and access log have
+/// been checked and opened.
 #[derive(Debug)]
 pub struct Prepared {
-    auth: Arc<authn::Authenticator>,
+    policy: policy::PolicyHandle,
+    audit: audit::AuditLog,
     tls: LoadedTls,
     sharing: Channel,
 }
 
 /// Loads and checks everything the gateway needs. Backends are connected
-/// lazily, so the gateway starts even while a service restarts.
+/// lazily, so the gateway starts even while a service restarts. Must run
+/// inside a Tokio runtime (the audit store starts its flusher).
 pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
-    let partnership =
-        Arc::new(Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?);
-    let tokens = tokens::TokenVerifier::new(
-        &partnership,
+    let policy = policy::PolicyHandle::load(
+        config.policy.clone(),
         &config.tokens.audience,
         config.tokens.leeway_seconds,
     )?;
-    let auth = Arc::new(authn::Authenticator::new(partnership, tokens));
     let tls = config.tls.load()?;
+    let audit = audit::AuditLog::open(&config.audit)?;
     let backend = &config.backends.sharing;
     let sharing = Endpoint::from_shared(backend.address.clone())
         .map_err(|e| KitError::Config(format!("backends.sharing.address: {e}")))?
@@ -62,24 +76,50 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         .connect_timeout(Duration::from_secs(5))
         .timeout(BACKEND_TIMEOUT)
         .connect_lazy();
-    Ok(Prepared { auth, tls, sharing })
+    Ok(Prepared {
+        policy,
+        audit,
+        tls,
+        sharing,
+    })
 }
 
 impl Prepared {
-    /// Serves members on `listener` until `shutdown` fires.
+    /// The policy in force; [`policy::PolicyHandle::reload`] changes it.
+    pub fn policy(&self) -> policy::PolicyHandle {
+        self.policy.clone()
+    }
+
+    /// The access log.
+    pub fn audit(&self) -> audit::AuditLog {
+        self.audit.clone()
+    }
+
+    /// Serves members on `listener` until `shutdown` fires, then finishes
+    /// open streams' records, signs a last checkpoint and flushes the log.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
-        let sharing = sharing::SharingGateway::new(self.auth, self.sharing, shutdown.clone());
+        let tokens = Arc::new(self.audit.page_tokens()?);
+        let door = door::Door::new(self.policy.clone(), self.audit.clone());
+        let sharing = sharing::SharingGateway::new(door.clone(), self.sharing, shutdown.clone());
+        let audit_api = audit::service::AuditApi::new(door, tokens);
+        shutdown.spawn(self.policy.clone().watch(shutdown.clone()));
+        shutdown.spawn(self.audit.clone().run_checkpoints(shutdown.clone()));
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "gateway listening");
-        orex_kit::server::serve(
+        let result = orex_kit::server::serve(
             listener,
             self.tls.server(),
-            // Members are authenticated per call by the handlers.
+            // Members are authenticated per call by the door.
             Callers::AnyCertified,
-            Routes::new(SharingServiceServer::new(sharing)),
-            &[orex_sharing_api::NAME],
-            shutdown,
+            Routes::new(SharingServiceServer::new(sharing))
+                .add_service(AuditServiceServer::new(audit_api)),
+            &SERVICE_NAMES,
+            shutdown.clone(),
         )
-        .await
+        .await;
+        shutdown.drained().await;
+        self.audit.flush()?;
+        tracing::info!("gateway stopped; access log flushed");
+        result
     }
 }
 
@@ -90,9 +130,4 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> Result<(), KitError> {
     prepare(config)?.serve(listener, shutdown).await
-}
-
-mod orex_sharing_api {
-    /// The sharing API's gRPC service name, as health checks know it.
-    pub(crate) const NAME: &str = "orex.sharing.v1.SharingService";
 }

@@ -1,7 +1,8 @@
-//! `orex.sharing.v1.SharingService` at the gateway: every call authenticated,
-//! then forwarded to the sharing service over mutual TLS.
+//! `orex.sharing.v1.SharingService` at the gateway: every call through the
+//! [`Door`], forwarded to the sharing service over mutual TLS, and every
+//! report in the answer screened again before it leaves.
 
-use std::sync::Arc;
+use std::future::Future;
 
 use orex_kit::Shutdown;
 use orex_kit::stream::BoxStream;
@@ -9,28 +10,96 @@ use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use orex_proto::sharing::v1::sharing_service_server::SharingService;
 use orex_proto::sharing::v1::*;
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
-use crate::authn::Authenticator;
-use crate::forward::{outbound, relay};
+use crate::door::{Door, Pass};
+use crate::forward::relay_screened;
+use crate::screen::{may_see, owner};
+
+const SERVICE: &str = "/orex.sharing.v1.SharingService/";
 
 /// The gateway's face of the sharing API.
 #[derive(Debug, Clone)]
 pub struct SharingGateway {
-    auth: Arc<Authenticator>,
+    door: Door,
     backend: SharingServiceClient<Channel>,
     shutdown: Shutdown,
 }
 
 impl SharingGateway {
-    /// Forwards to `backend` after authenticating with `auth`.
-    pub fn new(auth: Arc<Authenticator>, backend: Channel, shutdown: Shutdown) -> Self {
+    /// Forwards to `backend` after the door admits a call.
+    pub fn new(door: Door, backend: Channel, shutdown: Shutdown) -> Self {
         Self {
-            auth,
+            door,
             backend: SharingServiceClient::new(backend),
             shutdown,
         }
     }
+
+    /// Admits, forwards, screens the answer, and records the outcome.
+    async fn unary<Req, Resp, Call, Fut>(
+        &self,
+        name: &str,
+        req: Request<Req>,
+        resources: Vec<String>,
+        call: Call,
+        screen: impl FnOnce(&Pass, Resp) -> Result<(Resp, Vec<Report>), Status>,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Call: FnOnce(SharingServiceClient<Channel>, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let method = format!("{SERVICE}{name}");
+        let pass = self.door.admit(&req, &method, resources).await?;
+        let out = pass.outbound(req)?;
+        let answer = call(self.backend.clone(), out)
+            .await
+            .and_then(|resp| screen(&pass, resp.into_inner()));
+        match answer {
+            Ok((resp, reports)) => {
+                let ids = reports.iter().map(|r| r.id.clone()).collect();
+                let owners = reports.iter().filter_map(owner).collect();
+                pass.finish(Code::Ok, ids, owners, "completed".into()).await;
+                Ok(Response::new(resp))
+            }
+            Err(status) => {
+                pass.finish(status.code(), vec![], vec![], status.message().to_owned())
+                    .await;
+                Err(status)
+            }
+        }
+    }
+}
+
+/// Keeps one report if the caller may see it; otherwise answers as if it did
+/// not exist (and logs the backend's mistake).
+fn screen_one(
+    pass: &Pass,
+    report: Option<Report>,
+) -> Result<(Option<Report>, Vec<Report>), Status> {
+    match report {
+        Some(r) if may_see(&pass.policy.partnership, &pass.caller.principal, &r) => {
+            Ok((Some(r.clone()), vec![r]))
+        }
+        Some(r) => {
+            tracing::error!(report = %r.id, caller = %pass.caller.principal, "backend returned a report the caller may not see; withheld");
+            Err(Status::not_found(format!("report {} not found", r.id)))
+        }
+        None => Ok((None, vec![])),
+    }
+}
+
+/// Keeps the reports the caller may see.
+fn screen_many(pass: &Pass, reports: Vec<Report>) -> Vec<Report> {
+    let before = reports.len();
+    let kept: Vec<Report> = reports
+        .into_iter()
+        .filter(|r| may_see(&pass.policy.partnership, &pass.caller.principal, r))
+        .collect();
+    if kept.len() != before {
+        tracing::error!(withheld = before - kept.len(), caller = %pass.caller.principal, "backend returned reports the caller may not see; withheld");
+    }
+    kept
 }
 
 #[tonic::async_trait]
@@ -39,56 +108,132 @@ impl SharingService for SharingGateway {
         &self,
         req: Request<PublishReportRequest>,
     ) -> Result<Response<PublishReportResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().publish_report(out).await
+        let resources = vec![format!("request:{}", req.get_ref().request_id)];
+        self.unary(
+            "PublishReport",
+            req,
+            resources,
+            |mut c, r| async move { c.publish_report(r).await },
+            |p, mut resp| {
+                let (report, seen) = screen_one(p, resp.report.take())?;
+                resp.report = report;
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     async fn amend_report(
         &self,
         req: Request<AmendReportRequest>,
     ) -> Result<Response<AmendReportResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().amend_report(out).await
+        let resources = vec![req.get_ref().report_id.clone()];
+        self.unary(
+            "AmendReport",
+            req,
+            resources,
+            |mut c, r| async move { c.amend_report(r).await },
+            |p, mut resp| {
+                let (report, seen) = screen_one(p, resp.report.take())?;
+                resp.report = report;
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     async fn resolve_report(
         &self,
         req: Request<ResolveReportRequest>,
     ) -> Result<Response<ResolveReportResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().resolve_report(out).await
+        let resources = vec![req.get_ref().report_id.clone()];
+        self.unary(
+            "ResolveReport",
+            req,
+            resources,
+            |mut c, r| async move { c.resolve_report(r).await },
+            |p, mut resp| {
+                let (report, seen) = screen_one(p, resp.report.take())?;
+                resp.report = report;
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     async fn retract_report(
         &self,
         req: Request<RetractReportRequest>,
     ) -> Result<Response<RetractReportResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().retract_report(out).await
+        let resources = vec![req.get_ref().report_id.clone()];
+        self.unary(
+            "RetractReport",
+            req,
+            resources,
+            |mut c, r| async move { c.retract_report(r).await },
+            |p, mut resp| {
+                let (report, seen) = screen_one(p, resp.report.take())?;
+                resp.report = report;
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     async fn get_report(
         &self,
         req: Request<GetReportRequest>,
     ) -> Result<Response<GetReportResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().get_report(out).await
+        let resources = vec![req.get_ref().report_id.clone()];
+        self.unary(
+            "GetReport",
+            req,
+            resources,
+            |mut c, r| async move { c.get_report(r).await },
+            |p, mut resp| {
+                let (report, seen) = screen_one(p, resp.report.take())?;
+                resp.report = report;
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     async fn list_reports(
         &self,
         req: Request<ListReportsRequest>,
     ) -> Result<Response<ListReportsResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().list_reports(out).await
+        self.unary(
+            "ListReports",
+            req,
+            vec![],
+            |mut c, r| async move { c.list_reports(r).await },
+            |p, mut resp| {
+                resp.reports = screen_many(p, std::mem::take(&mut resp.reports));
+                let seen = resp.reports.clone();
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     async fn list_report_versions(
         &self,
         req: Request<ListReportVersionsRequest>,
     ) -> Result<Response<ListReportVersionsResponse>, Status> {
-        let (_, out) = outbound(&self.auth, req)?;
-        self.backend.clone().list_report_versions(out).await
+        let resources = vec![req.get_ref().report_id.clone()];
+        self.unary(
+            "ListReportVersions",
+            req,
+            resources,
+            |mut c, r| async move { c.list_report_versions(r).await },
+            |p, mut resp| {
+                resp.reports = screen_many(p, std::mem::take(&mut resp.reports));
+                let seen = resp.reports.clone();
+                Ok((resp, seen))
+            },
+        )
+        .await
     }
 
     type SubscribeReportsStream = BoxStream<SubscribeReportsResponse>;
@@ -97,12 +242,27 @@ impl SharingService for SharingGateway {
         &self,
         req: Request<SubscribeReportsRequest>,
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
-        let (caller, out) = outbound(&self.auth, req)?;
-        let upstream = self.backend.clone().subscribe_reports(out).await?;
-        Ok(Response::new(relay(
-            upstream.into_inner(),
+        let method = format!("{SERVICE}SubscribeReports");
+        let pass = self.door.admit(&req, &method, vec![]).await?;
+        let out = pass.outbound(req)?;
+        let upstream = match self.backend.clone().subscribe_reports(out).await {
+            Ok(s) => s.into_inner(),
+            Err(status) => {
+                pass.finish(status.code(), vec![], vec![], status.message().to_owned())
+                    .await;
+                return Err(status);
+            }
+        };
+        Ok(Response::new(relay_screened(
+            upstream,
+            pass,
             self.shutdown.clone(),
-            caller.expires_at,
+            |pass, ev: &SubscribeReportsResponse| {
+                ev.report.as_ref().and_then(|r| {
+                    may_see(&pass.policy.partnership, &pass.caller.principal, r)
+                        .then(|| owner(r).unwrap_or_default())
+                })
+            },
         )))
     }
 }

@@ -33,6 +33,8 @@ pub struct Stack {
     pub sharing_addr: SocketAddr,
     sharing: Option<(Shutdown, Task)>,
     gateway: Option<(Shutdown, Task)>,
+    /// The gateway's policy and access log.
+    pub gateway_handles: devstack::GatewayHandles,
 }
 
 impl Stack {
@@ -53,19 +55,19 @@ impl Stack {
             },
         )
         .expect("dev stack init");
+        let shutdown = Shutdown::new();
+        let (task, gateway_handles) =
+            devstack::spawn_gateway(&layout, gateway_l, shutdown.clone()).expect("gateway config");
         let mut stack = Stack {
             _dir: dir,
             layout,
             gateway_addr,
             sharing_addr,
             sharing: None,
-            gateway: None,
+            gateway: Some((shutdown, task)),
+            gateway_handles,
         };
         stack.start_sharing(sharing_l);
-        let shutdown = Shutdown::new();
-        let task = devstack::spawn_gateway(&stack.layout, gateway_l, shutdown.clone())
-            .expect("gateway config");
-        stack.gateway = Some((shutdown, task));
         stack
     }
 

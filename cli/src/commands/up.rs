@@ -18,7 +18,7 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     let gateway_listener = devstack::bind(local(ports.gateway)).await?;
     let mut sharing = devstack::spawn_sharing(layout, sharing_listener, shutdown.clone())?;
     let mut gateway = match devstack::spawn_gateway(layout, gateway_listener, shutdown.clone()) {
-        Ok(g) => g,
+        Ok((g, _)) => g,
         Err(e) => {
             shutdown.trigger();
             let _ = sharing.await;
@@ -39,6 +39,10 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     println!("  data      {root}/data");
     println!("  configs   {root}/config");
     println!("  CA        {}", layout.ca_cert().display());
+    println!(
+        "  audit key {}   (public half, for `orex audit verify`)",
+        layout.audit_keys().1.display()
+    );
     println!("\n  client bundles (CA, certificate, key, token valid 8 h):");
     for p in DEMO_PRINCIPALS {
         println!(

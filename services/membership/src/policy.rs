@@ -121,6 +121,90 @@ struct MemberFile {
 struct PolicyFile {
     /// Every member of the partnership.
     members: Vec<MemberFile>,
+    /// Role name → methods it may call (`package.Service/Method` or `package.Service/*`).
+    #[serde(default)]
+    roles: BTreeMap<String, Vec<String>>,
+    /// Per-member request rates.
+    #[serde(default)]
+    rate_limits: RateLimitsFile,
+    /// Who audits what.
+    #[serde(default)]
+    audit: AuditFile,
+}
+
+/// A token bucket: `burst` calls at once, refilled at `per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Sustained calls per minute (at least 1).
+    pub per_minute: u32,
+    /// Calls allowed at once after a quiet period (at least 1).
+    pub burst: u32,
+}
+
+/// Rates per class of method; an unset class is unlimited.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateClasses {
+    /// Gets, lists and queries.
+    pub read: Option<Rate>,
+    /// Publishes, amendments and every other change.
+    pub write: Option<Rate>,
+    /// Opening a server stream.
+    pub stream: Option<Rate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitsFile {
+    /// Rates for every member without its own entry.
+    #[serde(default)]
+    default: RateClasses,
+    /// Member code → its own rates (classes it leaves unset fall back to `default`).
+    #[serde(default)]
+    members: BTreeMap<String, RateClasses>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    /// Principals (`MEMBER/subject`) who audit the whole partnership; any
+    /// other auditor sees only records about its own member.
+    #[serde(default)]
+    partnership_auditors: Vec<String>,
+}
+
+/// What kind of call a method is, for rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MethodClass {
+    /// Reads.
+    Read,
+    /// Changes.
+    Write,
+    /// Server streams.
+    Stream,
+}
+
+/// Validated rate limits.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    default: RateClasses,
+    members: BTreeMap<String, RateClasses>,
+}
+
+impl RateLimits {
+    /// The rate for `member` and `class`; `None` is unlimited.
+    pub fn rate(&self, member: &str, class: MethodClass) -> Option<Rate> {
+        let pick = |c: &RateClasses| match class {
+            MethodClass::Read => c.read,
+            MethodClass::Write => c.write,
+            MethodClass::Stream => c.stream,
+        };
+        self.members
+            .get(member)
+            .and_then(pick)
+            .or_else(|| pick(&self.default))
+    }
 }
 
 /// A member of the partnership, after validation.
@@ -153,6 +237,9 @@ impl Member {
 #[derive(Debug, Clone)]
 pub struct Partnership {
     members: BTreeMap<String, Member>,
+    permissions: crate::permissions::Permissions,
+    rate_limits: RateLimits,
+    partnership_auditors: Vec<crate::PrincipalRef>,
 }
 
 impl Partnership {
@@ -279,7 +366,76 @@ impl Partnership {
                 }
             }
         }
-        Ok(Self { members })
+        let permissions = crate::permissions::Permissions::from_table(&file.roles)?;
+        let check_rate = |where_: &str, r: &Option<Rate>| match r {
+            Some(r) if r.per_minute == 0 || r.burst == 0 => Err(PolicyError::Invalid(format!(
+                "{where_}: per_minute and burst must be at least 1"
+            ))),
+            _ => Ok(()),
+        };
+        let all = std::iter::once((
+            "[rate_limits.default]".to_string(),
+            &file.rate_limits.default,
+        ))
+        .chain(
+            file.rate_limits
+                .members
+                .iter()
+                .map(|(m, c)| (format!("[rate_limits.members.{m}]"), c)),
+        );
+        for (where_, classes) in all {
+            check_rate(&where_, &classes.read)?;
+            check_rate(&where_, &classes.write)?;
+            check_rate(&where_, &classes.stream)?;
+        }
+        for m in file.rate_limits.members.keys() {
+            if !members.contains_key(m) {
+                return Err(PolicyError::Invalid(format!(
+                    "[rate_limits.members]: unknown member {m}"
+                )));
+            }
+        }
+        let mut partnership_auditors = Vec::new();
+        for p in &file.audit.partnership_auditors {
+            let (member, subject) = p.split_once('/').ok_or_else(|| {
+                PolicyError::Invalid(format!(
+                    "[audit].partnership_auditors: {p:?} is not MEMBER/subject"
+                ))
+            })?;
+            if !members.contains_key(member) || subject.is_empty() {
+                return Err(PolicyError::Invalid(format!(
+                    "[audit].partnership_auditors: unknown member in {p:?}"
+                )));
+            }
+            partnership_auditors.push(crate::PrincipalRef {
+                member: member.to_owned(),
+                subject: subject.to_owned(),
+            });
+        }
+        Ok(Self {
+            members,
+            permissions,
+            rate_limits: RateLimits {
+                default: file.rate_limits.default,
+                members: file.rate_limits.members,
+            },
+            partnership_auditors,
+        })
+    }
+
+    /// Which roles may call which methods.
+    pub fn permissions(&self) -> &crate::permissions::Permissions {
+        &self.permissions
+    }
+
+    /// Per-member request rates.
+    pub fn rate_limits(&self) -> &RateLimits {
+        &self.rate_limits
+    }
+
+    /// True when `who` audits the whole partnership (not just its member).
+    pub fn is_partnership_auditor(&self, who: &crate::Principal) -> bool {
+        self.partnership_auditors.iter().any(|p| who.is(p))
     }
 
     /// The member with this code, if configured.

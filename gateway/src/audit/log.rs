@@ -1,0 +1,298 @@
+//! The access log in the gateway's own sled store.
+//!
+//! Records live in the kit's [`EventLog`] (tree `audit_records`, key: big-endian
+//! sequence = index + 1), so appends are serialised, numbered without gaps and
+//! acknowledged only once flushed. Each record carries the hash of the one
+//! before it; signed checkpoints (tree `audit_checkpoints`, key: big-endian
+//! log size) commit to the head of the chain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use orex_kit::store::{EventLog, Store, Write, decode_value, encode_value, seq_key};
+use orex_kit::{KitError, Shutdown};
+use orex_proto::audit::v1::{AccessRecord, Checkpoint};
+use prost::Message;
+use prost_types::Timestamp;
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+use sha2::{Digest, Sha256};
+
+use crate::config::AuditConfig;
+
+/// The `prev_hash` of the first record, and the head of an empty log.
+pub const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Why the access log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store failed; the call must not proceed.
+    #[error("access log store: {0}")]
+    Store(#[from] KitError),
+    /// A sled error.
+    #[error("access log store: {0}")]
+    Sled(#[from] sled::Error),
+    /// Writes were switched off by [`AuditLog::inject_write_failure`].
+    #[error("access log writes are failing (injected)")]
+    Injected,
+}
+
+/// SHA-256 (lower-case hex) of a record as the chain defines it: its
+/// protobuf encoding with `hash` empty and `redacted` false.
+pub fn record_hash(record: &AccessRecord) -> String {
+    let canonical = AccessRecord {
+        hash: String::new(),
+        redacted: false,
+        ..record.clone()
+    };
+    hex::encode(Sha256::digest(canonical.encode_to_vec()))
+}
+
+/// The exact bytes a checkpoint signs.
+pub fn checkpoint_payload(
+    log_id: &str,
+    log_size: u64,
+    head_hash: &str,
+    signed_at: &str,
+) -> Vec<u8> {
+    format!("orex-audit-checkpoint v1\n{log_id}\n{log_size}\n{head_hash}\n{signed_at}\n")
+        .into_bytes()
+}
+
+/// RFC 3339 UTC with whole seconds, as checkpoints carry it.
+pub fn rfc3339(t: &Timestamp) -> String {
+    let whole = Timestamp {
+        seconds: t.seconds,
+        nanos: 0,
+    };
+    // prost's Display prints RFC 3339 with "Z".
+    whole.to_string()
+}
+
+/// The access log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    log: Arc<EventLog>,
+    checkpoints: sled::Tree,
+    signer: Ed25519KeyPair,
+    log_id: String,
+    key_id: String,
+    every_records: u64,
+    interval: Duration,
+    failing: AtomicBool,
+    unsigned: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("log_id", &self.log_id)
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Opens the log and loads the signing key (refused if world-readable).
+    pub fn open(config: &AuditConfig) -> Result<Self, KitError> {
+        orex_kit::tls::check_key_permissions(&config.signing_key)?;
+        let pem = std::fs::read(&config.signing_key).map_err(|e| {
+            KitError::Config(format!(
+                "audit.signing_key {}: {e}",
+                config.signing_key.display()
+            ))
+        })?;
+        let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+            KitError::Config(format!(
+                "audit.signing_key {}: not a PEM private key: {e}",
+                config.signing_key.display()
+            ))
+        })?;
+        let signer = Ed25519KeyPair::from_pkcs8(der.secret_der())
+            .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_der()))
+            .map_err(|_| {
+                KitError::Config(format!(
+                    "audit.signing_key {}: not an Ed25519 PKCS#8 key",
+                    config.signing_key.display()
+                ))
+            })?;
+        let store = Store::open(&config.data_dir)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                log: EventLog::open(&store, "audit_records")?,
+                checkpoints: store.tree("audit_checkpoints")?,
+                store,
+                signer,
+                log_id: config.log_id.clone(),
+                key_id: config.key_id.clone(),
+                every_records: config.checkpoint_every_records,
+                interval: Duration::from_secs(config.checkpoint_interval_seconds),
+                failing: AtomicBool::new(false),
+                unsigned: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    /// The public half of the signing key (raw 32 bytes), for auditors.
+    pub fn public_key(&self) -> Vec<u8> {
+        self.inner.signer.public_key().as_ref().to_vec()
+    }
+
+    /// Makes every later append fail (or work again), to prove that the
+    /// gateway refuses calls it cannot record. A failure-injection switch for
+    /// tests and drills; nothing in the gateway's API can reach it.
+    pub fn inject_write_failure(&self, failing: bool) {
+        self.inner.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Appends a record (its index and hashes are filled in here) and
+    /// returns once it is on disk.
+    pub async fn append(&self, mut record: AccessRecord) -> Result<AccessRecord, AuditError> {
+        if self.inner.failing.load(Ordering::SeqCst) {
+            return Err(AuditError::Injected);
+        }
+        let log = &self.inner.log;
+        let stored = log
+            .commit(&self.inner.store, |seq| {
+                let prev_hash = if seq == 1 {
+                    ZERO_HASH.to_owned()
+                } else {
+                    match log.tree().get(seq_key(seq - 1))? {
+                        Some(v) => decode_value::<AccessRecord>(&v)?.hash,
+                        None => {
+                            return Err(AuditError::Store(KitError::Corrupt(format!(
+                                "access record {} is missing",
+                                seq - 2
+                            ))));
+                        }
+                    }
+                };
+                record.index = seq - 1;
+                record.prev_hash = prev_hash;
+                record.redacted = false;
+                record.hash = record_hash(&record);
+                log.tree().insert(seq_key(seq), encode_value(&record))?;
+                Ok(Write::Appended(record.clone()))
+            })
+            .await?;
+        if (self.size() - self.signed_size()) >= self.inner.every_records {
+            self.inner.unsigned.notify_one();
+        }
+        Ok(stored)
+    }
+
+    /// Number of durable records.
+    pub fn size(&self) -> u64 {
+        self.inner.log.published()
+    }
+
+    /// Durable records with index in `[start, end)`, as stored.
+    pub fn range(&self, start: u64, end: u64) -> Result<Vec<AccessRecord>, AuditError> {
+        if end <= start {
+            return Ok(Vec::new());
+        }
+        let limit = usize::try_from(end - start).unwrap_or(usize::MAX);
+        self.inner
+            .log
+            .read_after(start, limit)?
+            .into_iter()
+            .map(|(_, v)| Ok(decode_value(&v)?))
+            .collect()
+    }
+
+    /// Size covered by the newest checkpoint (0 if none).
+    pub fn signed_size(&self) -> u64 {
+        self.latest_checkpoint()
+            .ok()
+            .flatten()
+            .map_or(0, |c| c.log_size)
+    }
+
+    /// The newest checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        match self.inner.checkpoints.last()? {
+            Some((_, v)) => Ok(Some(decode_value(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every checkpoint, oldest first.
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<Checkpoint, AuditError>> + use<> {
+        self.inner
+            .checkpoints
+            .iter()
+            .map(|r| Ok(decode_value(&r?.1)?))
+    }
+
+    /// Signs and stores a checkpoint of the current head, unless the newest
+    /// checkpoint already covers it.
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, AuditError> {
+        let size = self.size();
+        if size == 0 || size == self.signed_size() {
+            return Ok(None);
+        }
+        let head = self.range(size - 1, size)?;
+        let head_hash = head
+            .first()
+            .map(|r| r.hash.clone())
+            .unwrap_or_else(|| ZERO_HASH.to_owned());
+        let now = SystemTime::now();
+        let signed_at = Timestamp {
+            seconds: Timestamp::from(now).seconds,
+            nanos: 0,
+        };
+        let payload =
+            checkpoint_payload(&self.inner.log_id, size, &head_hash, &rfc3339(&signed_at));
+        let signature = self.inner.signer.sign(&payload).as_ref().to_vec();
+        let checkpoint = Checkpoint {
+            log_id: self.inner.log_id.clone(),
+            log_size: size,
+            head_hash,
+            signed_at: Some(signed_at),
+            key_id: self.inner.key_id.clone(),
+            signed_payload: payload,
+            signature,
+        };
+        self.inner
+            .checkpoints
+            .insert(size.to_be_bytes(), encode_value(&checkpoint))?;
+        self.inner.store.durable().await?;
+        tracing::debug!(size, "access log checkpoint signed");
+        Ok(Some(checkpoint))
+    }
+
+    /// Signs checkpoints every N records or T seconds until shutdown, then
+    /// signs a last one.
+    pub async fn run_checkpoints(self, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.interval) => {}
+                _ = self.inner.unsigned.notified() => {}
+                _ = shutdown.wait() => break,
+            }
+            if let Err(e) = self.checkpoint().await {
+                tracing::error!(error = %e, "could not sign an access log checkpoint");
+            }
+        }
+        if let Err(e) = self.checkpoint().await {
+            tracing::error!(error = %e, "could not sign the final access log checkpoint");
+        }
+    }
+
+    /// Page-token sealer keyed from this store.
+    pub fn page_tokens(&self) -> Result<orex_kit::page_token::PageTokens, KitError> {
+        orex_kit::page_token::PageTokens::open_or_create(&self.inner.store)
+    }
+
+    /// Flushes to disk (at shutdown).
+    pub fn flush(&self) -> Result<(), KitError> {
+        self.inner.store.flush_now()
+    }
+}

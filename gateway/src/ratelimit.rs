@@ -1,0 +1,92 @@
+//! Per-member rate limits: one token bucket per member and class of method
+//! (read, write, stream), sized by the policy file. One member exhausting
+//! its bucket never slows another.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use orex_membership::{MethodClass, RateLimits};
+
+/// Token buckets for every member, created on first use.
+#[derive(Debug)]
+pub struct Limiter {
+    limits: RateLimits,
+    buckets: Mutex<HashMap<(String, MethodClass), Arc<DefaultDirectRateLimiter>>>,
+    clock: DefaultClock,
+}
+
+/// The class of a method, by its name.
+pub fn class_of(method: &str) -> MethodClass {
+    let name = method.rsplit('/').next().unwrap_or(method);
+    if name.starts_with("Subscribe") {
+        MethodClass::Stream
+    } else if ["Get", "List", "Query"].iter().any(|p| name.starts_with(p)) {
+        MethodClass::Read
+    } else {
+        MethodClass::Write
+    }
+}
+
+impl Limiter {
+    /// Buckets sized by `limits`.
+    pub fn new(limits: RateLimits) -> Self {
+        Self {
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+            clock: DefaultClock::default(),
+        }
+    }
+
+    /// Takes one call from `member`'s bucket for `class`; `Err` carries how
+    /// long to wait before retrying.
+    pub fn check(&self, member: &str, class: MethodClass) -> Result<(), Duration> {
+        let Some(rate) = self.limits.rate(member, class) else {
+            return Ok(());
+        };
+        let bucket = {
+            let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            buckets
+                .entry((member.to_owned(), class))
+                .or_insert_with(|| {
+                    let per_minute = NonZeroU32::new(rate.per_minute).unwrap_or(NonZeroU32::MIN);
+                    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+                    Arc::new(RateLimiter::direct(
+                        Quota::per_minute(per_minute).allow_burst(burst),
+                    ))
+                })
+                .clone()
+        };
+        bucket
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_are_classified_by_verb() {
+        assert_eq!(
+            class_of("/orex.sharing.v1.SharingService/GetReport"),
+            MethodClass::Read
+        );
+        assert_eq!(
+            class_of("/orex.audit.v1.AuditService/QueryAccessRecords"),
+            MethodClass::Read
+        );
+        assert_eq!(
+            class_of("/orex.sharing.v1.SharingService/PublishReport"),
+            MethodClass::Write
+        );
+        assert_eq!(
+            class_of("/orex.sharing.v1.SharingService/SubscribeReports"),
+            MethodClass::Stream
+        );
+    }
+}
