@@ -81,6 +81,11 @@ impl tonic::service::Interceptor for BearerToken {
     }
 }
 
+/// An audit client that goes through the gateway with a bundle's identity.
+pub type AuditClient = orex_proto::audit::v1::audit_service_client::AuditServiceClient<
+    InterceptedService<Channel, BearerToken>,
+>;
+
 /// A sharing client that goes through the gateway with a bundle's identity.
 pub type SharingClient = SharingServiceClient<InterceptedService<Channel, BearerToken>>;
 
@@ -114,6 +119,14 @@ impl Connection {
             channel,
             token: BearerToken::new(&token)?,
         })
+    }
+
+    /// An audit client on this connection.
+    pub fn audit(&self) -> AuditClient {
+        orex_proto::audit::v1::audit_service_client::AuditServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.token.clone(),
+        )
     }
 
     /// A sharing client on this connection.

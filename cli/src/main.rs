@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orex_cli::commands::{self, report::ReportCommand};
+use orex_cli::commands::{self, audit::AuditCommand, report::ReportCommand};
 use orex_cli::devstack::{DevLayout, Ports};
 
 /// orex — the critical-minerals partnership's supply-problem exchange.
@@ -39,6 +39,14 @@ enum Command {
         bundle: Option<PathBuf>,
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// The access log, for auditors, through the gateway.
+    Audit {
+        /// An auditor's client bundle folder.
+        #[arg(long, env = "OREX_BUNDLE", global = true)]
+        bundle: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Development tooling.
     Dev {
@@ -87,6 +95,12 @@ async fn main() -> ExitCode {
             Some(bundle) => commands::report::run(&bundle, command).await,
             None => Err(orex_cli::CliError::Invalid(
                 "--bundle (or OREX_BUNDLE) is required: the folder of your client bundle".into(),
+            )),
+        },
+        Command::Audit { bundle, command } => match bundle {
+            Some(bundle) => commands::audit::run(&bundle, command).await,
+            None => Err(orex_cli::CliError::Invalid(
+                "--bundle (or OREX_BUNDLE) is required: the folder of your auditor bundle".into(),
             )),
         },
         Command::Dev {

@@ -1,7 +1,9 @@
 //! End-to-end tests of orex over real sockets, real mutual TLS and real sled
 //! stores. Each test starts its own stack with [`orex_e2e::Stack::spawn`].
 
+mod audit;
 mod authentication;
+mod authorization;
 mod durability;
 mod lifecycle;
 mod operations;

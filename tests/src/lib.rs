@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub mod rogue;
+
 type Task = JoinHandle<Result<(), KitError>>;
 
 /// A running orex stack on local ports.
@@ -40,6 +42,17 @@ pub struct Stack {
 impl Stack {
     /// Starts a fresh stack: new CA, new stores, every service and the gateway.
     pub async fn spawn() -> Stack {
+        Self::spawn_inner(false).await
+    }
+
+    /// Like [`spawn`](Self::spawn), but the sharing port is served by
+    /// [`rogue::RogueSharing`], which leaks reports; only the gateway's own
+    /// screening stands between them and the caller.
+    pub async fn spawn_with_rogue_sharing() -> Stack {
+        Self::spawn_inner(true).await
+    }
+
+    async fn spawn_inner(rogue: bool) -> Stack {
         orex_kit::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let layout = DevLayout::new(dir.path().join("orex"));
@@ -67,8 +80,38 @@ impl Stack {
             gateway: Some((shutdown, task)),
             gateway_handles,
         };
-        stack.start_sharing(sharing_l);
+        if rogue {
+            stack.start_rogue_sharing(sharing_l);
+        } else {
+            stack.start_sharing(sharing_l);
+        }
         stack
+    }
+
+    fn start_rogue_sharing(&mut self, listener: TcpListener) {
+        let shutdown = Shutdown::new();
+        let (cert, key) = self.layout.workload("sharing");
+        let tls = orex_kit::tls::TlsFiles {
+            ca: self.layout.ca_cert(),
+            cert,
+            key,
+        }
+        .load()
+        .expect("sharing TLS");
+        let svc = orex_proto::sharing::v1::sharing_service_server::SharingServiceServer::new(
+            rogue::RogueSharing,
+        );
+        let task = tokio::spawn(orex_kit::server::serve(
+            listener,
+            tls.server(),
+            orex_kit::server::Callers::Workloads(orex_kit::forwarded::WorkloadGuard::new([
+                "gateway",
+            ])),
+            tonic::service::Routes::new(svc),
+            &["orex.sharing.v1.SharingService"],
+            shutdown.clone(),
+        ));
+        self.sharing = Some((shutdown, task));
     }
 
     fn start_sharing(&mut self, listener: TcpListener) {
@@ -98,13 +141,55 @@ impl Stack {
 
     /// Stops everything.
     pub async fn stop(mut self) {
+        // Front door first, so no member call is in flight when services stop.
+        self.stop_gateway().await;
         self.stop_sharing().await;
+    }
+
+    /// Stops the gateway gracefully (last checkpoint signed, log flushed and closed).
+    pub async fn stop_gateway(&mut self) {
         if let Some((shutdown, task)) = self.gateway.take() {
             shutdown.trigger();
             task.await
                 .expect("gateway task")
                 .expect("gateway stopped cleanly");
         }
+    }
+
+    /// Starts the gateway again on the same port over the same access log.
+    pub async fn start_gateway(&mut self) {
+        let listener = TcpListener::bind(self.gateway_addr).await.expect("rebind");
+        let shutdown = Shutdown::new();
+        let (task, handles) = devstack::spawn_gateway(&self.layout, listener, shutdown.clone())
+            .expect("gateway config");
+        self.gateway_handles = handles;
+        self.gateway = Some((shutdown, task));
+    }
+
+    /// Rewrites the policy file with `edit` (the gateway notices by itself;
+    /// call `gateway_handles.policy.reload()` to apply it at once).
+    pub fn edit_policy(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.layout.config("policy.toml");
+        let text = std::fs::read_to_string(&path).expect("policy");
+        std::fs::write(&path, edit(text)).expect("write policy");
+    }
+
+    /// Downloads and verifies the access log as `bundle` would with
+    /// `orex audit verify`, trusting only the dev audit public key.
+    pub async fn verify_audit_log(
+        &self,
+        bundle: &str,
+    ) -> orex_gateway::audit::verify::Verification {
+        let mut client = Connection::open(&self.bundle(bundle))
+            .await
+            .expect("connect")
+            .audit();
+        let (records, checkpoints) = orex_cli::commands::audit::download(&mut client)
+            .await
+            .expect("download the log");
+        let key = orex_cli::commands::audit::read_public_key(&self.layout.audit_keys().1)
+            .expect("public key");
+        orex_gateway::audit::verify::verify(&records, &checkpoints, &key)
     }
 
     /// The bundle folder of a demo principal (`us-alice`).

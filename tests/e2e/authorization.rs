@@ -1,0 +1,260 @@
+//! Authorisation at the gateway: permissions by method and role from the
+//! policy file, suspended members, per-member rate limits, policy changes
+//! without a restart, and screening of whatever a backend returns.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use orex_e2e::rogue::{GREEN_ID, LEAKED_ID};
+use orex_e2e::{Stack, content, publish_request, within};
+use orex_proto::audit::v1::QueryAccessRecordsRequest;
+use orex_proto::common::v1::Marking;
+use orex_proto::sharing::v1::{GetReportRequest, ListReportsRequest, SubscribeReportsRequest};
+use tonic::Code;
+
+#[tokio::test]
+async fn a_call_outside_the_callers_roles_names_the_missing_permission() {
+    let stack = Stack::spawn().await;
+    let mut bob = stack.client("us-bob").await; // reader
+    let status = bob
+        .publish_report(publish_request(content(Marking::Clear, &[], &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status
+            .message()
+            .contains("PublishReport needs the reporter role"),
+        "{status:?}"
+    );
+
+    // Readers cannot read the access log ...
+    let conn = orex_cli::bundle::Connection::open(&stack.bundle("us-bob"))
+        .await
+        .unwrap();
+    let status = conn
+        .audit()
+        .query_access_records(QueryAccessRecordsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        status.message().contains("needs the auditor role"),
+        "{status:?}"
+    );
+
+    // ... and auditors cannot read reports.
+    let mut auditor = stack.client("us-oversight").await;
+    let status = auditor
+        .list_reports(ListReportsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(
+        !status.message().contains("Refinery"),
+        "never what the data is"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_suspended_member_is_refused_everywhere_and_others_are_not() {
+    let stack = Stack::spawn().await;
+    let mut jp = stack.client("jp-kenji").await;
+    jp.list_reports(ListReportsRequest::default())
+        .await
+        .unwrap();
+
+    stack.edit_policy(|p| {
+        p.replace(
+            "code = \"JP\"\nname = \"Japan\"",
+            "code = \"JP\"\nname = \"Japan\"\nstatus = \"suspended\"",
+        )
+    });
+    stack.gateway_handles.policy.reload().unwrap();
+
+    let status = jp
+        .list_reports(ListReportsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("JP is suspended"), "{status:?}");
+    let status = jp
+        .subscribe_reports(SubscribeReportsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let status = jp
+        .publish_report(publish_request(content(Marking::Clear, &[], &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let jp_audit = orex_cli::bundle::Connection::open(&stack.bundle("jp-audit"))
+        .await
+        .unwrap();
+    let status = jp_audit
+        .audit()
+        .query_access_records(QueryAccessRecordsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let mut us = stack.client("us-alice").await;
+    us.list_reports(ListReportsRequest::default())
+        .await
+        .unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_member_over_its_rate_limit_is_refused_with_a_retry_hint_and_others_are_not() {
+    let stack = Stack::spawn().await;
+    stack.edit_policy(|p| {
+        format!("{p}\n[rate_limits.members.JP]\nwrite = {{ per_minute = 1, burst = 2 }}\n")
+    });
+    stack.gateway_handles.policy.reload().unwrap();
+
+    let mut jp = stack.client("jp-kenji").await;
+    for _ in 0..2 {
+        jp.publish_report(publish_request(content(Marking::Green, &[], &[])))
+            .await
+            .unwrap();
+    }
+    let status = jp
+        .publish_report(publish_request(content(Marking::Green, &[], &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("member JP"), "{status:?}");
+    let retry_ms: u64 = status
+        .metadata()
+        .get("retry-after-ms")
+        .expect("a retry hint")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_ms > 0 && retry_ms <= 60_000, "{retry_ms}");
+
+    // Reads are another class, and other members have their own buckets.
+    jp.list_reports(ListReportsRequest::default())
+        .await
+        .unwrap();
+    let mut us = stack.client("us-alice").await;
+    for _ in 0..5 {
+        us.publish_report(publish_request(content(Marking::Green, &[], &[])))
+            .await
+            .unwrap();
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_policy_change_is_refused_and_the_old_policy_stays_in_force() {
+    let stack = Stack::spawn().await;
+    let good = std::fs::read_to_string(stack.layout.config("policy.toml")).unwrap();
+    for (edit, named) in [
+        (good.replace("auditor = [", "superuser = ["), "superuser"),
+        (
+            good.replace(
+                "\"orex.sharing.v1.SharingService/GetReport\",",
+                "\"orex.sharing.v1.SharingService/GetReports\",",
+            ),
+            "GetReports",
+        ),
+        (
+            format!("{good}\n[rate_limits.members.XX]\nread = {{ per_minute = 1, burst = 1 }}\n"),
+            "XX",
+        ),
+        (good.replace("bloc = \"EU\"", "bloc = \"EX\""), "EX"),
+        (good.replace("[[members]]", "[[member]]"), "member"),
+    ] {
+        stack.edit_policy(|_| edit.clone());
+        let err = stack
+            .gateway_handles
+            .policy
+            .reload()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(named), "{named}: {err}");
+        // Still served under the old policy.
+        let mut de = stack.client("de-dora").await;
+        de.list_reports(ListReportsRequest::default())
+            .await
+            .unwrap();
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn editing_the_policy_file_takes_effect_without_a_restart() {
+    let stack = Stack::spawn().await;
+    let mut jp = stack.client("jp-kenji").await;
+    jp.list_reports(ListReportsRequest::default())
+        .await
+        .unwrap();
+    stack.edit_policy(|p| {
+        p.replace(
+            "code = \"JP\"\nname = \"Japan\"",
+            "code = \"JP\"\nname = \"Japan\"\nstatus = \"suspended\"",
+        )
+    });
+    // The gateway polls the file; wait (bounded) until the change is in force.
+    within(20, async {
+        loop {
+            match jp.list_reports(ListReportsRequest::default()).await {
+                Err(s) if s.code() == Code::PermissionDenied => break,
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_gateway_withholds_reports_a_backend_returns_wrongly() {
+    let stack = Stack::spawn_with_rogue_sharing().await;
+    let mut jp = stack.client("jp-kenji").await;
+    let status = jp
+        .get_report(GetReportRequest {
+            report_id: LEAKED_ID.into(),
+            version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    let listed = jp
+        .list_reports(ListReportsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .reports;
+    assert_eq!(
+        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec![GREEN_ID]
+    );
+
+    let mut events = jp
+        .subscribe_reports(SubscribeReportsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = within(10, events.next()).await.unwrap().unwrap();
+    assert_eq!(
+        first.report.unwrap().id,
+        GREEN_ID,
+        "the RED event was withheld"
+    );
+
+    // The named recipient still gets it.
+    let mut dora = stack.client("de-dora").await;
+    dora.get_report(GetReportRequest {
+        report_id: LEAKED_ID.into(),
+        version: 0,
+    })
+    .await
+    .unwrap();
+    stack.stop().await;
+}
