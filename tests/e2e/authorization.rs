@@ -71,7 +71,7 @@ async fn a_suspended_member_is_refused_everywhere_and_others_are_not() {
             "code = \"JP\"\nname = \"Japan\"\nstatus = \"suspended\"",
         )
     });
-    stack.gateway_handles.policy.reload().unwrap();
+    stack.policy().reload().unwrap();
 
     let status = jp
         .list_reports(ListReportsRequest::default())
@@ -112,7 +112,7 @@ async fn a_member_over_its_rate_limit_is_refused_with_a_retry_hint_and_others_ar
     stack.edit_policy(|p| {
         format!("{p}\n[rate_limits.members.JP]\nwrite = {{ per_minute = 1, burst = 2 }}\n")
     });
-    stack.gateway_handles.policy.reload().unwrap();
+    stack.policy().reload().unwrap();
 
     let mut jp = stack.client("jp-kenji").await;
     for _ in 0..2 {
@@ -170,12 +170,7 @@ async fn an_invalid_policy_change_is_refused_and_the_old_policy_stays_in_force()
         (good.replace("[[members]]", "[[member]]"), "member"),
     ] {
         stack.edit_policy(|_| edit.clone());
-        let err = stack
-            .gateway_handles
-            .policy
-            .reload()
-            .unwrap_err()
-            .to_string();
+        let err = stack.policy().reload().unwrap_err().to_string();
         assert!(err.contains(named), "{named}: {err}");
         // Still served under the old policy.
         let mut de = stack.client("de-dora").await;

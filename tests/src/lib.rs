@@ -35,8 +35,7 @@ pub struct Stack {
     pub sharing_addr: SocketAddr,
     sharing: Option<(Shutdown, Task)>,
     gateway: Option<(Shutdown, Task)>,
-    /// The gateway's policy and access log.
-    pub gateway_handles: devstack::GatewayHandles,
+    gateway_handles: Option<devstack::GatewayHandles>,
 }
 
 impl Stack {
@@ -78,7 +77,7 @@ impl Stack {
             sharing_addr,
             sharing: None,
             gateway: Some((shutdown, task)),
-            gateway_handles,
+            gateway_handles: Some(gateway_handles),
         };
         if rogue {
             stack.start_rogue_sharing(sharing_l);
@@ -146,8 +145,28 @@ impl Stack {
         self.stop_sharing().await;
     }
 
-    /// Stops the gateway gracefully (last checkpoint signed, log flushed and closed).
+    /// The running gateway's policy (edit the file, then `reload()`).
+    pub fn policy(&self) -> &orex_gateway::policy::PolicyHandle {
+        &self
+            .gateway_handles
+            .as_ref()
+            .expect("gateway running")
+            .policy
+    }
+
+    /// The running gateway's access log.
+    pub fn audit_log(&self) -> &orex_gateway::audit::AuditLog {
+        &self
+            .gateway_handles
+            .as_ref()
+            .expect("gateway running")
+            .audit
+    }
+
+    /// Stops the gateway gracefully (last checkpoint signed, log flushed and
+    /// closed: no handle on its store remains).
     pub async fn stop_gateway(&mut self) {
+        self.gateway_handles = None;
         if let Some((shutdown, task)) = self.gateway.take() {
             shutdown.trigger();
             task.await
@@ -162,12 +181,12 @@ impl Stack {
         let shutdown = Shutdown::new();
         let (task, handles) = devstack::spawn_gateway(&self.layout, listener, shutdown.clone())
             .expect("gateway config");
-        self.gateway_handles = handles;
+        self.gateway_handles = Some(handles);
         self.gateway = Some((shutdown, task));
     }
 
     /// Rewrites the policy file with `edit` (the gateway notices by itself;
-    /// call `gateway_handles.policy.reload()` to apply it at once).
+    /// call `policy().reload()` to apply it at once).
     pub fn edit_policy(&self, edit: impl FnOnce(String) -> String) {
         let path = self.layout.config("policy.toml");
         let text = std::fs::read_to_string(&path).expect("policy");
