@@ -137,8 +137,12 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
         } => {
             let records = query(&mut client, filter.to_filter()?, limit).await?;
             if json {
+                let mut out = std::io::stdout().lock();
                 for r in &records {
-                    println!("{}", to_json(r));
+                    // A closed pipe (`| head`) just ends the output.
+                    if writeln!(out, "{}", to_json(r)).is_err() {
+                        break;
+                    }
                 }
             } else {
                 print_table(&records);

@@ -296,3 +296,85 @@ impl AuditLog {
         self.inner.store.flush_now()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use orex_proto::audit::v1::AccessDecision;
+
+    use super::*;
+    use crate::audit::verify::verify;
+
+    fn open(dir: &std::path::Path, every_records: u64) -> AuditLog {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let key_path = dir.join("signing.key.pem");
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        AuditLog::open(&AuditConfig {
+            data_dir: dir.join("data"),
+            signing_key: key_path,
+            key_id: "test-1".into(),
+            log_id: "orex-gateway/test".into(),
+            checkpoint_every_records: every_records,
+            checkpoint_interval_seconds: 3600,
+        })
+        .unwrap()
+    }
+
+    fn record(subject: &str) -> AccessRecord {
+        AccessRecord {
+            member: "US".into(),
+            subject: subject.into(),
+            method: "/orex.sharing.v1.SharingService/GetReport".into(),
+            decision: AccessDecision::Allow as i32,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_signed_once_enough_records_are_unsigned() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), 3);
+        let shutdown = Shutdown::new();
+        let signer = tokio::spawn(log.clone().run_checkpoints(shutdown.clone()));
+        for i in 0..3 {
+            log.append(record(&format!("p{i}"))).await.unwrap();
+        }
+        // Hang guard only: the signer reacts to the third record.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while log.signed_size() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a checkpoint after three records");
+        shutdown.trigger();
+        signer.await.unwrap();
+
+        let records = log.range(0, log.size()).unwrap();
+        let checkpoints: Vec<Checkpoint> = log.checkpoints().map(Result::unwrap).collect();
+        let v = verify(&records, &checkpoints, &log.public_key());
+        assert_eq!(v.problem, None);
+        assert_eq!(v.checkpoints, 1);
+        assert_eq!(records[0].prev_hash, ZERO_HASH);
+        assert_eq!(records[1].prev_hash, records[0].hash);
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_signed_with_another_key_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), 1000);
+        log.append(record("a")).await.unwrap();
+        log.checkpoint().await.unwrap().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let stranger = open(other.path(), 1000);
+        let records = log.range(0, log.size()).unwrap();
+        let checkpoints: Vec<Checkpoint> = log.checkpoints().map(Result::unwrap).collect();
+        let v = verify(&records, &checkpoints, &stranger.public_key());
+        assert!(matches!(
+            v.problem,
+            Some(crate::audit::verify::Problem::Signature { log_size: 1 })
+        ));
+    }
+}
