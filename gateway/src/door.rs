@@ -76,9 +76,9 @@ impl Door {
         }
         let decided = self.decide(&policy, req, method, &mut record);
         match decided {
-            Ok(caller) => {
+            Ok((caller, rule)) => {
                 record.decision = AccessDecision::Allow as i32;
-                record.reason = "allowed".into();
+                record.reason = rule;
                 match self.audit.append(record).await {
                     Ok(decision) => Ok(Pass {
                         caller,
@@ -113,7 +113,7 @@ impl Door {
         req: &Request<T>,
         method: &str,
         record: &mut AccessRecord,
-    ) -> Result<Caller, GatewayError> {
+    ) -> Result<(Caller, String), GatewayError> {
         let caller = policy.authenticator.authenticate(req)?;
         record.member = caller.principal.member.clone();
         record.subject = caller.principal.subject.clone();
@@ -147,7 +147,17 @@ impl Door {
                 retry_after,
             });
         }
-        Ok(caller)
+        let granting = caller
+            .principal
+            .roles
+            .iter()
+            .find(|r| permissions.allows(&[**r], permission))
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        Ok((
+            caller,
+            format!("allowed: role {granting} may call {permission}"),
+        ))
     }
 }
 

@@ -28,6 +28,9 @@ pub enum GatewayError {
     /// A request field is bad; the message starts with the field.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Nothing of that kind exists yet.
+    #[error("{0}")]
+    NotFound(String),
     /// A position past the end of the log.
     #[error("{0}")]
     OutOfRange(String),
@@ -53,6 +56,7 @@ impl From<GatewayError> for Status {
             }
             GatewayError::InvalidArgument(m) => Status::invalid_argument(m.clone()),
             GatewayError::OutOfRange(m) => Status::out_of_range(m.clone()),
+            GatewayError::NotFound(m) => Status::not_found(m.clone()),
             GatewayError::AuditRead | GatewayError::AuditUnavailable => {
                 Status::unavailable(e.to_string())
             }

@@ -13,21 +13,25 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
 use crate::door::Pass;
+use crate::policy::{Policy, PolicyHandle};
 
 /// How long a final status may wait for a client that is not reading.
 const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 
-/// Relays `upstream` to the member. `screen` returns the owning member of an
-/// event the caller may see, or `None` to withhold it.
+/// Relays `upstream` to the member. Each event is screened under the policy
+/// in force when it arrives (not when the stream opened): `screen` returns
+/// the owning member of an event the caller may see, or `None` to withhold
+/// it; a member suspended meanwhile has its stream ended.
 pub fn relay_screened<T, F>(
     mut upstream: Streaming<T>,
     pass: Pass,
+    policy: PolicyHandle,
     shutdown: Shutdown,
     screen: F,
 ) -> BoxStream<T>
 where
     T: Send + 'static,
-    F: Fn(&Pass, &T) -> Option<String> + Send + 'static,
+    F: Fn(&Policy, &Pass, &T) -> Option<String> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
     let now = SystemTime::now()
@@ -51,7 +55,16 @@ where
         let end = loop {
             tokio::select! {
                 item = upstream.next() => match item {
-                    Some(Ok(event)) => match screen(&pass, &event) {
+                    Some(Ok(event)) => {
+                        let live = policy.current();
+                        if !live.partnership.is_active_member(&pass.caller.principal.member) {
+                            break final_status(Status::permission_denied(format!(
+                                "member {} is suspended",
+                                pass.caller.principal.member
+                            )))
+                            .await;
+                        }
+                        match screen(&live, &pass, &event) {
                         Some(owner) => {
                             if tx.send(Ok(event)).await.is_err() {
                                 break Code::Cancelled;
@@ -63,7 +76,8 @@ where
                             withheld += 1;
                             tracing::error!(caller = %pass.caller.principal, "backend streamed an event the caller may not see; withheld");
                         }
-                    },
+                        }
+                    }
                     Some(Err(status)) => break final_status(status).await,
                     None => break Code::Ok,
                 },

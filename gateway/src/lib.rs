@@ -100,7 +100,12 @@ impl Prepared {
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
         let tokens = Arc::new(self.audit.page_tokens()?);
         let door = door::Door::new(self.policy.clone(), self.audit.clone());
-        let sharing = sharing::SharingGateway::new(door.clone(), self.sharing, shutdown.clone());
+        let sharing = sharing::SharingGateway::new(
+            door.clone(),
+            self.policy.clone(),
+            self.sharing,
+            shutdown.clone(),
+        );
         let audit_api = audit::service::AuditApi::new(door, tokens);
         shutdown.spawn(self.policy.clone().watch(shutdown.clone()));
         shutdown.spawn(self.audit.clone().run_checkpoints(shutdown.clone()));
@@ -117,6 +122,10 @@ impl Prepared {
         )
         .await;
         shutdown.drained().await;
+        // Streams write their outcome records while draining: sign over them too.
+        if let Err(e) = self.audit.checkpoint().await {
+            tracing::error!(error = %e, "could not sign the final access log checkpoint");
+        }
         self.audit.flush()?;
         tracing::info!("gateway stopped; access log flushed");
         result

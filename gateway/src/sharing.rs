@@ -22,15 +22,22 @@ const SERVICE: &str = "/orex.sharing.v1.SharingService/";
 #[derive(Debug, Clone)]
 pub struct SharingGateway {
     door: Door,
+    policy: crate::policy::PolicyHandle,
     backend: SharingServiceClient<Channel>,
     shutdown: Shutdown,
 }
 
 impl SharingGateway {
     /// Forwards to `backend` after the door admits a call.
-    pub fn new(door: Door, backend: Channel, shutdown: Shutdown) -> Self {
+    pub fn new(
+        door: Door,
+        policy: crate::policy::PolicyHandle,
+        backend: Channel,
+        shutdown: Shutdown,
+    ) -> Self {
         Self {
             door,
+            policy,
             backend: SharingServiceClient::new(backend),
             shutdown,
         }
@@ -256,10 +263,11 @@ impl SharingService for SharingGateway {
         Ok(Response::new(relay_screened(
             upstream,
             pass,
+            self.policy.clone(),
             self.shutdown.clone(),
-            |pass, ev: &SubscribeReportsResponse| {
+            |live, pass, ev: &SubscribeReportsResponse| {
                 ev.report.as_ref().and_then(|r| {
-                    may_see(&pass.policy.partnership, &pass.caller.principal, r)
+                    may_see(&live.partnership, &pass.caller.principal, r)
                         .then(|| owner(r).unwrap_or_default())
                 })
             },

@@ -64,6 +64,11 @@ async fn a_suspended_member_is_refused_everywhere_and_others_are_not() {
     jp.list_reports(ListReportsRequest::default())
         .await
         .unwrap();
+    let mut open_stream = jp
+        .subscribe_reports(SubscribeReportsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
 
     stack.edit_policy(|p| {
         p.replace(
@@ -103,6 +108,12 @@ async fn a_suspended_member_is_refused_everywhere_and_others_are_not() {
     us.list_reports(ListReportsRequest::default())
         .await
         .unwrap();
+    // A stream opened before the suspension ends at its next event.
+    us.publish_report(publish_request(content(Marking::Green, &[], &[])))
+        .await
+        .unwrap();
+    let status = within(10, open_stream.next()).await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     stack.stop().await;
 }
 

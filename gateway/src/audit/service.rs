@@ -298,13 +298,16 @@ impl AuditService for AuditApi {
     ) -> Result<Response<GetLatestCheckpointResponse>, Status> {
         let pass = self.admitted("GetLatestCheckpoint", &req).await?;
         let log = self.door.audit();
-        let answer = log
-            .latest_checkpoint()
-            .map(|checkpoint| GetLatestCheckpointResponse {
-                checkpoint,
+        let answer = match log.latest_checkpoint() {
+            Ok(Some(checkpoint)) => Ok(GetLatestCheckpointResponse {
+                checkpoint: Some(checkpoint),
                 log_size: log.size(),
-            })
-            .map_err(|_| GatewayError::AuditRead);
+            }),
+            Ok(None) => Err(GatewayError::NotFound(
+                "no checkpoint has been signed yet".into(),
+            )),
+            Err(_) => Err(GatewayError::AuditRead),
+        };
         finish(pass, answer, |_| "returned the latest checkpoint".into()).await
     }
 }
