@@ -1,18 +1,22 @@
-//! The door every member call passes: authenticate, authorise (method,
-//! member, role), rate-limit, and write the access record — durably, before
+//! The door every member call passes: rate-limit, authenticate, authorise
+//! (method, member, role), and write the access record — durably, before
 //! anything is forwarded. A call that cannot be recorded is refused.
 //!
 //! Every call that presented a certificate from the partnership CA leaves
 //! records: a DECISION record (allow or deny, with the reason) and, for an
-//! allowed call, an OUTCOME record when it ends (status, duration, which
-//! resources and whose).
+//! allowed call, OUTCOME records when it ends — one for the caller's member
+//! (status, duration, every resource touched) and one per other member whose
+//! reports it touched, so that member's auditors see who accessed them
+//! without seeing anything else about the call.
 
-use std::time::{Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use orex_kit::identity::{PeerIdentity, peer_of};
 use orex_proto::audit::v1::{AccessDecision, AccessRecord, AccessRecordKind};
 use prost_types::Timestamp;
-use std::sync::Arc;
+use sha2::{Digest, Sha256};
 use tonic::{Code, Request, Status};
 
 use crate::audit::AuditLog;
@@ -21,6 +25,14 @@ use crate::error::GatewayError;
 use crate::policy::{Policy, PolicyHandle};
 use crate::ratelimit::class_of;
 
+/// The longest an access record may take to become durable before the call
+/// is refused: a stalled disk must not hang every caller.
+pub const RECORD_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Ids longer than this, or with other characters than `[A-Za-z0-9._:-]`,
+/// are recorded as their SHA-256, so callers cannot bloat the log.
+const MAX_ID: usize = 128;
+
 /// Authenticates, authorises, limits and records member calls.
 #[derive(Debug, Clone)]
 pub struct Door {
@@ -28,7 +40,18 @@ pub struct Door {
     audit: AuditLog,
 }
 
-/// An admitted call: who, under which policy, and its decision record.
+/// A resource an answer returned or a call touched, and its owner member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touched {
+    /// The resource id (a report id).
+    pub id: String,
+    /// The member that owns it (the report's author member).
+    pub owner: String,
+}
+
+/// An admitted call: who, under which policy, and its decision record. If
+/// it is dropped before [`Pass::finish`] (the client cancelled, the handler
+/// returned early), a CANCELLED outcome is recorded in the background.
 #[derive(Debug)]
 pub struct Pass {
     /// The verified caller.
@@ -36,8 +59,30 @@ pub struct Pass {
     /// The policy the call was admitted under.
     pub policy: Arc<Policy>,
     audit: AuditLog,
-    decision: AccessRecord,
+    decision: Option<AccessRecord>,
     started: Instant,
+}
+
+/// Makes an id safe to record: short, plain ids as they are, others hashed.
+pub fn recordable_id(id: &str) -> String {
+    let plain = !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
+    if plain {
+        id.to_owned()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+    }
+}
+
+async fn append_in_time(audit: &AuditLog, record: AccessRecord) -> Result<AccessRecord, String> {
+    match tokio::time::timeout(RECORD_DEADLINE, audit.append(record)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("not durable within {RECORD_DEADLINE:?}")),
+    }
 }
 
 impl Door {
@@ -52,7 +97,8 @@ impl Door {
     }
 
     /// Admits the call to `method` (`/package.Service/Method`) naming
-    /// `resources`, or refuses it. Either way the decision is recorded first.
+    /// `resources`, or refuses it. Either way the decision is recorded first;
+    /// if it cannot be, the call is refused with UNAVAILABLE.
     pub async fn admit<T>(
         &self,
         req: &Request<T>,
@@ -65,26 +111,32 @@ impl Door {
             kind: AccessRecordKind::Decision as i32,
             time: Some(Timestamp::from(SystemTime::now())),
             method: method.to_owned(),
-            resource_ids: resources,
+            resource_ids: resources.iter().map(|r| recordable_id(r)).collect(),
             ..Default::default()
         };
+        let mut cert_member = None;
         if let Ok(peer) = peer_of(req) {
             record.certificate_fingerprint = peer.fingerprint_hex();
-            if let PeerIdentity::Member { member, .. } = &peer.identity {
-                record.member = member.clone();
-            }
+            cert_member = Some(match &peer.identity {
+                PeerIdentity::Member { member, .. } => {
+                    record.member = member.clone();
+                    member.clone()
+                }
+                // Non-member certificates share one bucket per certificate.
+                PeerIdentity::Workload(_) => format!("cert:{}", peer.fingerprint_hex()),
+            });
         }
-        let decided = self.decide(&policy, req, method, &mut record);
+        let decided = self.decide(&policy, req, method, cert_member.as_deref(), &mut record);
         match decided {
             Ok((caller, rule)) => {
                 record.decision = AccessDecision::Allow as i32;
                 record.reason = rule;
-                match self.audit.append(record).await {
+                match append_in_time(&self.audit, record).await {
                     Ok(decision) => Ok(Pass {
                         caller,
                         policy,
                         audit: self.audit.clone(),
-                        decision,
+                        decision: Some(decision),
                         started,
                     }),
                     Err(e) => {
@@ -99,10 +151,13 @@ impl Door {
                 record.reason = refusal.to_string();
                 record.grpc_status_code = Some(status.code() as u32);
                 record.duration = prost_types::Duration::try_from(started.elapsed()).ok();
-                if let Err(e) = self.audit.append(record).await {
-                    tracing::error!(error = %e, method, "denied call not recorded");
+                match append_in_time(&self.audit, record).await {
+                    Ok(_) => Err(status),
+                    Err(e) => {
+                        tracing::error!(error = %e, method, "denied call not recorded");
+                        Err(GatewayError::AuditUnavailable.into())
+                    }
                 }
-                Err(status)
             }
         }
     }
@@ -112,15 +167,41 @@ impl Door {
         policy: &Policy,
         req: &Request<T>,
         method: &str,
+        cert_member: Option<&str>,
         record: &mut AccessRecord,
     ) -> Result<(Caller, String), GatewayError> {
+        // Rate limits come first, keyed by the certificate's member, so a
+        // member's failed or refused calls count against its own budget and
+        // cannot flood the log that every member shares.
+        let class = class_of(method);
+        if let Some(member) = cert_member
+            && let Err(retry_after) =
+                self.policy
+                    .limiter()
+                    .check(&policy.partnership, member, class)
+        {
+            return Err(GatewayError::RateLimited {
+                member: member.to_owned(),
+                class: class.as_str(),
+                retry_after,
+            });
+        }
         let caller = policy.authenticator.authenticate(req)?;
         record.member = caller.principal.member.clone();
         record.subject = caller.principal.subject.clone();
-        record.token_id = caller.token_id.clone().unwrap_or_default();
+        record.token_id = caller
+            .token_id
+            .as_deref()
+            .map(recordable_id)
+            .unwrap_or_default();
         let permission = method.trim_start_matches('/');
         let permissions = policy.partnership.permissions();
-        if !permissions.allows(&caller.principal.roles, permission) {
+        let Some(granting) = caller
+            .principal
+            .roles
+            .iter()
+            .find(|r| permissions.allows(&[**r], permission))
+        else {
             let needed: Vec<String> = permissions
                 .roles_for(permission)
                 .iter()
@@ -134,30 +215,9 @@ impl Door {
                     needed.join(" or ")
                 }
             )));
-        }
-        let class = class_of(method);
-        if let Err(retry_after) = policy.limiter.check(&caller.principal.member, class) {
-            return Err(GatewayError::RateLimited {
-                member: caller.principal.member.clone(),
-                class: match class {
-                    orex_membership::MethodClass::Read => "read",
-                    orex_membership::MethodClass::Write => "write",
-                    orex_membership::MethodClass::Stream => "stream",
-                },
-                retry_after,
-            });
-        }
-        let granting = caller
-            .principal
-            .roles
-            .iter()
-            .find(|r| permissions.allows(&[**r], permission))
-            .map(|r| r.to_string())
-            .unwrap_or_default();
-        Ok((
-            caller,
-            format!("allowed: role {granting} may call {permission}"),
-        ))
+        };
+        let rule = format!("allowed: role {granting} may call {permission}");
+        Ok((caller, rule))
     }
 }
 
@@ -174,40 +234,95 @@ impl Pass {
         Ok(out)
     }
 
-    /// Records how the call ended: its status, which resources it returned
-    /// or touched and whose they were.
-    pub async fn finish(
-        self,
-        code: Code,
-        resources: Vec<String>,
-        owners: Vec<String>,
-        reason: String,
-    ) {
-        let mut resource_ids = self.decision.resource_ids.clone();
-        for r in resources {
-            if !resource_ids.contains(&r) {
-                resource_ids.push(r);
+    /// Records how the call ended: its status and the resources it returned
+    /// or touched, with their owners.
+    pub async fn finish(mut self, code: Code, touched: Vec<Touched>, reason: String) {
+        let Some(decision) = self.decision.take() else {
+            return;
+        };
+        for record in outcomes(&decision, self.started, code, touched, reason, &self.caller) {
+            if let Err(e) = append_in_time(&self.audit, record).await {
+                tracing::error!(error = %e, "outcome record not written");
             }
         }
-        let mut owners = owners;
-        owners.sort();
-        owners.dedup();
-        let outcome = AccessRecord {
-            kind: AccessRecordKind::Outcome as i32,
-            time: Some(Timestamp::from(SystemTime::now())),
-            grpc_status_code: Some(code as u32),
-            duration: prost_types::Duration::try_from(self.started.elapsed()).ok(),
-            decision_index: Some(self.decision.index),
-            resource_ids,
-            resource_owner_members: owners,
-            reason,
-            index: 0,
-            prev_hash: String::new(),
-            hash: String::new(),
-            ..self.decision
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let Some(decision) = self.decision.take() else {
+            return;
         };
-        if let Err(e) = self.audit.append(outcome).await {
-            tracing::error!(error = %e, "outcome record not written");
+        let records = outcomes(
+            &decision,
+            self.started,
+            Code::Cancelled,
+            vec![],
+            "ended before an answer (client cancelled or deadline passed)".into(),
+            &self.caller,
+        );
+        let audit = self.audit.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                for record in records {
+                    if let Err(e) = append_in_time(&audit, record).await {
+                        tracing::error!(error = %e, "outcome record not written");
+                    }
+                }
+            });
         }
     }
+}
+
+/// The OUTCOME records of a call: one for the caller's member with every
+/// resource, and one per other owner member with only that member's ids.
+fn outcomes(
+    decision: &AccessRecord,
+    started: Instant,
+    code: Code,
+    touched: Vec<Touched>,
+    reason: String,
+    caller: &Caller,
+) -> Vec<AccessRecord> {
+    let base = AccessRecord {
+        kind: AccessRecordKind::Outcome as i32,
+        time: Some(Timestamp::from(SystemTime::now())),
+        grpc_status_code: Some(code as u32),
+        duration: prost_types::Duration::try_from(started.elapsed()).ok(),
+        decision_index: Some(decision.index),
+        index: 0,
+        prev_hash: String::new(),
+        hash: String::new(),
+        content_hash: String::new(),
+        resource_owner_members: vec![],
+        reason,
+        ..decision.clone()
+    };
+    let mut by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut all = decision.resource_ids.clone();
+    for t in touched {
+        let id = recordable_id(&t.id);
+        if !all.contains(&id) {
+            all.push(id.clone());
+        }
+        if t.owner != caller.principal.member {
+            let ids = by_owner.entry(t.owner).or_default();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    let mut records = vec![AccessRecord {
+        resource_ids: all,
+        ..base.clone()
+    }];
+    for (owner, ids) in by_owner {
+        records.push(AccessRecord {
+            resource_ids: ids,
+            resource_owner_members: vec![owner.clone()],
+            reason: format!("accessed resources of member {owner}"),
+            ..base.clone()
+        });
+    }
+    records
 }

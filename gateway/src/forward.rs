@@ -1,37 +1,62 @@
-//! Relaying a backend stream to a member: every event screened again, the
-//! stream ended when the gateway shuts down or the member's token expires,
-//! and one outcome record summarising what was delivered and withheld.
+//! Relaying a backend stream to a member: every event screened again under
+//! the policy in force, the stream ended when the gateway shuts down, the
+//! member's token expires, the member is suspended or loses the permission,
+//! and outcome records summarising what was delivered and withheld.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
 use orex_kit::Shutdown;
-use orex_kit::stream::{BoxStream, STREAM_BUFFER};
+use orex_kit::stream::{BoxStream, SLOW_CONSUMER_TIMEOUT, STREAM_BUFFER};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
-use crate::door::Pass;
+use crate::door::{Pass, Touched};
 use crate::policy::{Policy, PolicyHandle};
 
 /// How long a final status may wait for a client that is not reading.
 const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
+/// How often an idle stream re-checks that its member may still have it.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// Most delivered report ids kept for the outcome records of one stream.
+const MAX_RECORDED_IDS: usize = 1000;
 
-/// Relays `upstream` to the member. Each event is screened under the policy
-/// in force when it arrives (not when the stream opened): `screen` returns
-/// the owning member of an event the caller may see, or `None` to withhold
-/// it; a member suspended meanwhile has its stream ended.
+/// Why a relay stops early, if it must.
+fn still_allowed(live: &Policy, pass: &Pass, method: &str) -> Result<(), Status> {
+    let member = &pass.caller.principal.member;
+    if !live.partnership.is_active_member(member) {
+        return Err(Status::permission_denied(format!(
+            "member {member} is suspended"
+        )));
+    }
+    let permission = method.trim_start_matches('/');
+    if !live
+        .partnership
+        .permissions()
+        .allows(&pass.caller.principal.roles, permission)
+    {
+        return Err(Status::permission_denied(format!(
+            "{permission} is no longer granted to your roles"
+        )));
+    }
+    Ok(())
+}
+
+/// Relays `upstream` (a stream of `method`) to the member. `screen` returns
+/// the report an event carries if the caller may see it under the live
+/// policy, or `None` to withhold the event.
 pub fn relay_screened<T, F>(
     mut upstream: Streaming<T>,
     pass: Pass,
+    method: String,
     policy: PolicyHandle,
     shutdown: Shutdown,
     screen: F,
 ) -> BoxStream<T>
 where
     T: Send + 'static,
-    F: Fn(&Policy, &Pass, &T) -> Option<String> + Send + 'static,
+    F: Fn(&Policy, &Pass, &T) -> Option<Touched> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
     let now = SystemTime::now()
@@ -43,57 +68,75 @@ where
     let tracker = shutdown.clone();
     tracker.spawn(async move {
         let (mut delivered, mut withheld) = (0u64, 0u64);
-        let mut owners = BTreeSet::new();
-        let final_status = |status: Status| {
-            let tx = tx.clone();
-            async move {
-                let code = status.code();
-                let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(status))).await;
-                code
-            }
+        let mut touched: Vec<Touched> = Vec::new();
+        let shutting_down = || {
+            Status::unavailable(
+                "gateway is shutting down; reconnect with the last sequence you received to resume",
+            )
         };
-        let end = loop {
+        let expired = || {
+            Status::unauthenticated(
+                "token expired; reconnect with a fresh token and the last sequence you received",
+            )
+        };
+        let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
+        let end: Result<(), Status> = loop {
             tokio::select! {
                 item = upstream.next() => match item {
                     Some(Ok(event)) => {
                         let live = policy.current();
-                        if !live.partnership.is_active_member(&pass.caller.principal.member) {
-                            break final_status(Status::permission_denied(format!(
-                                "member {} is suspended",
-                                pass.caller.principal.member
-                            )))
-                            .await;
+                        if let Err(s) = still_allowed(&live, &pass, &method) {
+                            break Err(s);
                         }
-                        match screen(&live, &pass, &event) {
-                        Some(owner) => {
-                            if tx.send(Ok(event)).await.is_err() {
-                                break Code::Cancelled;
-                            }
-                            delivered += 1;
-                            owners.insert(owner);
-                        }
-                        None => {
+                        let Some(report) = screen(&live, &pass, &event) else {
                             withheld += 1;
                             tracing::error!(caller = %pass.caller.principal, "backend streamed an event the caller may not see; withheld");
+                            continue;
+                        };
+                        // The send waits for the client, but never past
+                        // shutdown, expiry or the slow-consumer limit.
+                        tokio::select! {
+                            sent = tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(Ok(event))) => match sent {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) => break Err(Status::cancelled("client left")),
+                                Err(_) => break Err(Status::resource_exhausted(
+                                    "client read too slowly and was dropped; reconnect with the last sequence you received",
+                                )),
+                            },
+                            _ = shutdown.wait() => break Err(shutting_down()),
+                            _ = tokio::time::sleep_until(expiry) => break Err(expired()),
                         }
+                        delivered += 1;
+                        if touched.len() < MAX_RECORDED_IDS {
+                            touched.push(report);
                         }
                     }
-                    Some(Err(status)) => break final_status(status).await,
-                    None => break Code::Ok,
+                    Some(Err(status)) => break Err(status),
+                    None => break Ok(()),
                 },
-                _ = shutdown.wait() => break final_status(Status::unavailable(
-                    "gateway is shutting down; reconnect with the last sequence you received to resume",
-                )).await,
-                _ = tokio::time::sleep_until(expiry) => break final_status(Status::unauthenticated(
-                    "token expired; reconnect with a fresh token and the last sequence you received",
-                )).await,
-                _ = tx.closed() => break Code::Cancelled,
+                _ = recheck.tick() => {
+                    if let Err(s) = still_allowed(&policy.current(), &pass, &method) {
+                        break Err(s);
+                    }
+                }
+                _ = shutdown.wait() => break Err(shutting_down()),
+                _ = tokio::time::sleep_until(expiry) => break Err(expired()),
+                _ = tx.closed() => break Err(Status::cancelled("client left")),
+            }
+        };
+        let code = match end {
+            Ok(()) => Code::Ok,
+            Err(status) => {
+                let code = status.code();
+                if code != Code::Cancelled {
+                    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(status))).await;
+                }
+                code
             }
         };
         pass.finish(
-            end,
-            vec![],
-            owners.into_iter().collect(),
+            code,
+            touched,
             format!("stream delivered {delivered} events, withheld {withheld}"),
         )
         .await;

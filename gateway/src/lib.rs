@@ -52,6 +52,7 @@ pub const SERVICE_NAMES: [&str; 2] = [
 #[derive(Debug)]
 pub struct Prepared {
     policy: policy::PolicyHandle,
+    hangups: policy::HangupSignal,
     audit: audit::AuditLog,
     tls: LoadedTls,
     sharing: Channel,
@@ -66,6 +67,7 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         &config.tokens.audience,
         config.tokens.leeway_seconds,
     )?;
+    let hangups = policy::HangupSignal::register()?;
     let tls = config.tls.load()?;
     let audit = audit::AuditLog::open(&config.audit)?;
     let backend = &config.backends.sharing;
@@ -78,6 +80,7 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         .connect_lazy();
     Ok(Prepared {
         policy,
+        hangups,
         audit,
         tls,
         sharing,
@@ -107,7 +110,7 @@ impl Prepared {
             shutdown.clone(),
         );
         let audit_api = audit::service::AuditApi::new(door, tokens);
-        shutdown.spawn(self.policy.clone().watch(shutdown.clone()));
+        shutdown.spawn(self.policy.clone().watch(self.hangups, shutdown.clone()));
         shutdown.spawn(self.audit.clone().run_checkpoints(shutdown.clone()));
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "gateway listening");
         let result = orex_kit::server::serve(

@@ -1,6 +1,7 @@
 //! Per-member rate limits: one token bucket per member and class of method
-//! (read, write, stream), sized by the policy file. One member exhausting
-//! its bucket never slows another.
+//! (read, write, stream), sized by the policy in force. One member exhausting
+//! its bucket never slows another. Buckets outlive policy reloads; a bucket
+//! is replaced only when its member's rate for that class changes.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -9,13 +10,14 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use orex_membership::{MethodClass, RateLimits};
+use orex_membership::{MethodClass, Partnership, Rate};
+
+type Bucket = (Rate, Arc<DefaultDirectRateLimiter>);
 
 /// Token buckets for every member, created on first use.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Limiter {
-    limits: RateLimits,
-    buckets: Mutex<HashMap<(String, MethodClass), Arc<DefaultDirectRateLimiter>>>,
+    buckets: Mutex<HashMap<(String, MethodClass), Bucket>>,
     clock: DefaultClock,
 }
 
@@ -32,38 +34,39 @@ pub fn class_of(method: &str) -> MethodClass {
 }
 
 impl Limiter {
-    /// Buckets sized by `limits`.
-    pub fn new(limits: RateLimits) -> Self {
-        Self {
-            limits,
-            buckets: Mutex::new(HashMap::new()),
-            clock: DefaultClock::default(),
-        }
-    }
-
-    /// Takes one call from `member`'s bucket for `class`; `Err` carries how
-    /// long to wait before retrying.
-    pub fn check(&self, member: &str, class: MethodClass) -> Result<(), Duration> {
-        let Some(rate) = self.limits.rate(member, class) else {
+    /// Takes one call from `member`'s bucket for `class`, sized by the rates
+    /// in `partnership`; `Err` carries how long to wait before retrying.
+    pub fn check(
+        &self,
+        partnership: &Partnership,
+        member: &str,
+        class: MethodClass,
+    ) -> Result<(), Duration> {
+        let Some(rate) = partnership.rate_limits().rate(member, class) else {
             return Ok(());
         };
         let bucket = {
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-            buckets
+            let entry = buckets
                 .entry((member.to_owned(), class))
-                .or_insert_with(|| {
-                    let per_minute = NonZeroU32::new(rate.per_minute).unwrap_or(NonZeroU32::MIN);
-                    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
-                    Arc::new(RateLimiter::direct(
-                        Quota::per_minute(per_minute).allow_burst(burst),
-                    ))
-                })
-                .clone()
+                .or_insert_with(|| (rate, new_bucket(rate)));
+            if entry.0 != rate {
+                *entry = (rate, new_bucket(rate));
+            }
+            entry.1.clone()
         };
         bucket
             .check()
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
+}
+
+fn new_bucket(rate: Rate) -> Arc<DefaultDirectRateLimiter> {
+    let per_minute = NonZeroU32::new(rate.per_minute).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(rate.burst).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(
+        Quota::per_minute(per_minute).allow_burst(burst),
+    ))
 }
 
 #[cfg(test)]

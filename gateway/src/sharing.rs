@@ -12,7 +12,7 @@ use orex_proto::sharing::v1::*;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
-use crate::door::{Door, Pass};
+use crate::door::{Door, Pass, Touched};
 use crate::forward::relay_screened;
 use crate::screen::{may_see, owner};
 
@@ -50,7 +50,7 @@ impl SharingGateway {
         req: Request<Req>,
         resources: Vec<String>,
         call: Call,
-        screen: impl FnOnce(&Pass, Resp) -> Result<(Resp, Vec<Report>), Status>,
+        screen: impl FnOnce(&Pass, Resp) -> Result<(Resp, Vec<Touched>), Status>,
     ) -> Result<Response<Resp>, Status>
     where
         Call: FnOnce(SharingServiceClient<Channel>, Request<Req>) -> Fut,
@@ -63,14 +63,13 @@ impl SharingGateway {
             .await
             .and_then(|resp| screen(&pass, resp.into_inner()));
         match answer {
-            Ok((resp, reports)) => {
-                let ids = reports.iter().map(|r| r.id.clone()).collect();
-                let owners = reports.iter().filter_map(owner).collect();
-                pass.finish(Code::Ok, ids, owners, "completed".into()).await;
+            Ok((resp, touched)) => {
+                pass.finish(Code::Ok, touched, "completed".into()).await;
                 Ok(Response::new(resp))
             }
             Err(status) => {
-                pass.finish(status.code(), vec![], vec![], status.message().to_owned())
+                let status = sanitized(status);
+                pass.finish(status.code(), vec![], status.message().to_owned())
                     .await;
                 Err(status)
             }
@@ -78,15 +77,55 @@ impl SharingGateway {
     }
 }
 
+/// A backend's error as the member may see it: only the code and a bounded
+/// message; internal failures get a generic text (details are in the
+/// service's log), and no backend metadata passes.
+fn sanitized(status: Status) -> Status {
+    const MAX: usize = 512;
+    match status.code() {
+        Code::Internal | Code::Unknown | Code::DataLoss => Status::new(
+            status.code(),
+            "the service failed; operators have the details",
+        ),
+        code => {
+            let mut message: String = status
+                .message()
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            if message.len() > MAX {
+                let mut end = MAX;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+            }
+            Status::new(code, message)
+        }
+    }
+}
+
+/// The resources an answer returned, with their owners, for the record.
+fn touched(reports: &[Report]) -> Vec<Touched> {
+    reports
+        .iter()
+        .map(|r| Touched {
+            id: r.id.clone(),
+            owner: owner(r).unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// Keeps one report if the caller may see it; otherwise answers as if it did
 /// not exist (and logs the backend's mistake).
 fn screen_one(
     pass: &Pass,
     report: Option<Report>,
-) -> Result<(Option<Report>, Vec<Report>), Status> {
+) -> Result<(Option<Report>, Vec<Touched>), Status> {
     match report {
         Some(r) if may_see(&pass.policy.partnership, &pass.caller.principal, &r) => {
-            Ok((Some(r.clone()), vec![r]))
+            let t = touched(std::slice::from_ref(&r));
+            Ok((Some(r), t))
         }
         Some(r) => {
             tracing::error!(report = %r.id, caller = %pass.caller.principal, "backend returned a report the caller may not see; withheld");
@@ -96,17 +135,18 @@ fn screen_one(
     }
 }
 
-/// Keeps the reports the caller may see.
-fn screen_many(pass: &Pass, reports: Vec<Report>) -> Vec<Report> {
+/// Keeps the reports the caller may see; the count says how many were withheld.
+fn screen_many(pass: &Pass, reports: Vec<Report>) -> (Vec<Report>, usize) {
     let before = reports.len();
     let kept: Vec<Report> = reports
         .into_iter()
         .filter(|r| may_see(&pass.policy.partnership, &pass.caller.principal, r))
         .collect();
-    if kept.len() != before {
-        tracing::error!(withheld = before - kept.len(), caller = %pass.caller.principal, "backend returned reports the caller may not see; withheld");
+    let withheld = before - kept.len();
+    if withheld > 0 {
+        tracing::error!(withheld, caller = %pass.caller.principal, "backend returned reports the caller may not see; withheld");
     }
-    kept
+    (kept, withheld)
 }
 
 #[tonic::async_trait]
@@ -216,8 +256,9 @@ impl SharingService for SharingGateway {
             vec![],
             |mut c, r| async move { c.list_reports(r).await },
             |p, mut resp| {
-                resp.reports = screen_many(p, std::mem::take(&mut resp.reports));
-                let seen = resp.reports.clone();
+                let (kept, _) = screen_many(p, std::mem::take(&mut resp.reports));
+                let seen = touched(&kept);
+                resp.reports = kept;
                 Ok((resp, seen))
             },
         )
@@ -235,8 +276,14 @@ impl SharingService for SharingGateway {
             resources,
             |mut c, r| async move { c.list_report_versions(r).await },
             |p, mut resp| {
-                resp.reports = screen_many(p, std::mem::take(&mut resp.reports));
-                let seen = resp.reports.clone();
+                // Audiences only shrink, so a version the caller may not see
+                // means the report's latest is hidden too: the whole report is absent.
+                let (kept, withheld) = screen_many(p, std::mem::take(&mut resp.reports));
+                if withheld > 0 {
+                    return Err(Status::not_found("report not found"));
+                }
+                let seen = touched(&kept);
+                resp.reports = kept;
                 Ok((resp, seen))
             },
         )
@@ -255,7 +302,8 @@ impl SharingService for SharingGateway {
         let upstream = match self.backend.clone().subscribe_reports(out).await {
             Ok(s) => s.into_inner(),
             Err(status) => {
-                pass.finish(status.code(), vec![], vec![], status.message().to_owned())
+                let status = sanitized(status);
+                pass.finish(status.code(), vec![], status.message().to_owned())
                     .await;
                 return Err(status);
             }
@@ -263,12 +311,15 @@ impl SharingService for SharingGateway {
         Ok(Response::new(relay_screened(
             upstream,
             pass,
+            method,
             self.policy.clone(),
             self.shutdown.clone(),
             |live, pass, ev: &SubscribeReportsResponse| {
                 ev.report.as_ref().and_then(|r| {
-                    may_see(&live.partnership, &pass.caller.principal, r)
-                        .then(|| owner(r).unwrap_or_default())
+                    may_see(&live.partnership, &pass.caller.principal, r).then(|| Touched {
+                        id: r.id.clone(),
+                        owner: owner(r).unwrap_or_default(),
+                    })
                 })
             },
         )))

@@ -4,7 +4,7 @@
 
 use orex_cli::bundle::{AuditClient, Connection};
 use orex_e2e::{Stack, TokenParams, content, publish, publish_request};
-use orex_gateway::audit::log::record_hash;
+use orex_gateway::audit::log::seal_record;
 use orex_gateway::audit::verify::Problem;
 use orex_kit::store::{decode_value, encode_value};
 use orex_proto::audit::v1::{
@@ -102,7 +102,10 @@ async fn every_call_allowed_or_denied_is_recorded_with_who_what_and_how_it_ended
     assert_eq!(outcome.grpc_status_code, Some(0));
     assert!(outcome.duration.is_some());
     assert!(outcome.resource_ids.contains(&report.id));
-    assert_eq!(outcome.resource_owner_members, vec!["US".to_string()]);
+    assert!(
+        outcome.resource_owner_members.is_empty(),
+        "the caller's own record is for its own member's auditors"
+    );
     assert!(outcome.index > decision.index);
 
     let denied = records
@@ -351,7 +354,7 @@ fn tamper(path: &std::path::Path, how: Tamper, target: u64) {
         Tamper::ChangeAndRehash => {
             let mut r = read(target);
             r.reason = "nothing to see here".into();
-            r.hash = record_hash(&r);
+            seal_record(&mut r);
             write(&r);
         }
         Tamper::Remove => {
@@ -378,7 +381,7 @@ fn tamper(path: &std::path::Path, how: Tamper, target: u64) {
                     r.reason = "nothing to see here".into();
                 }
                 r.prev_hash = prev;
-                r.hash = record_hash(&r);
+                seal_record(&mut r);
                 prev = r.hash.clone();
                 write(&r);
             }
@@ -421,4 +424,138 @@ async fn tampering_with_the_stored_log_is_caught_by_verify() {
         }
         stack.stop().await;
     }
+}
+
+#[tokio::test]
+async fn another_members_auditors_see_only_the_access_to_their_own_reports() {
+    let stack = Stack::spawn().await;
+    let mut alice = stack.client("us-alice").await;
+    let us_green = publish(&mut alice, content(Marking::Green, &[], &[])).await;
+    let mut kenji = stack.client("jp-kenji").await;
+    let jp_green = publish(&mut kenji, content(Marking::Green, &[], &[])).await;
+    // DE lists both reports in one call.
+    let mut dora = stack.client("de-dora").await;
+    let listed = dora
+        .list_reports(ListReportsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .reports;
+    assert_eq!(listed.len(), 2);
+
+    let mut jp_audit = auditor(&stack, "jp-audit").await;
+    let seen = query(
+        &mut jp_audit,
+        AccessRecordFilter {
+            member: "DE".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(seen.len(), 1, "only the record about JP's report: {seen:?}");
+    assert_eq!(seen[0].resource_ids, vec![jp_green.id.clone()]);
+    assert_eq!(seen[0].resource_owner_members, vec!["JP".to_string()]);
+    assert!(
+        !seen[0].resource_ids.contains(&us_green.id),
+        "nothing about other members' reports"
+    );
+
+    // DE's own auditors (and the partnership's) see the whole call.
+    let mut oversight = auditor(&stack, "us-oversight").await;
+    let all = query(
+        &mut oversight,
+        AccessRecordFilter {
+            member: "DE".into(),
+            kind: AccessRecordKind::Outcome as i32,
+            ..Default::default()
+        },
+    )
+    .await;
+    let main = all
+        .iter()
+        .find(|r| r.resource_owner_members.is_empty())
+        .expect("the caller's outcome");
+    assert!(main.resource_ids.contains(&us_green.id) && main.resource_ids.contains(&jp_green.id));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_call_still_gets_an_outcome_record() {
+    let stack = Stack::spawn().await;
+    let mut dora = stack.client("de-dora").await;
+    let events = dora
+        .subscribe_reports(orex_proto::sharing::v1::SubscribeReportsRequest::default())
+        .await
+        .unwrap();
+    drop(events); // the client goes away
+    let mut oversight = auditor(&stack, "us-oversight").await;
+    // Hang guard only: the outcome is written as soon as the gateway notices.
+    let outcome = orex_e2e::within(20, async {
+        loop {
+            let found = query(
+                &mut oversight,
+                AccessRecordFilter {
+                    subject: "dora".into(),
+                    kind: AccessRecordKind::Outcome as i32,
+                    ..Default::default()
+                },
+            )
+            .await;
+            if let Some(r) = found.into_iter().next() {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(outcome.grpc_status_code, Some(Code::Cancelled as u32));
+    assert!(
+        outcome.reason.contains("delivered 0 events"),
+        "{}",
+        outcome.reason
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_call_that_cannot_be_recorded_is_unavailable() {
+    let stack = Stack::spawn().await;
+    let mut bob = stack.client("us-bob").await;
+    stack.audit_log().inject_write_failure(true);
+    let status = bob
+        .publish_report(publish_request(content(Marking::Green, &[], &[])))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    stack.audit_log().inject_write_failure(false);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_ids_are_recorded_as_their_hash() {
+    let stack = Stack::spawn().await;
+    let mut dora = stack.client("de-dora").await;
+    let huge = "x".repeat(100_000);
+    dora.get_report(GetReportRequest {
+        report_id: huge.clone(),
+        version: 0,
+    })
+    .await
+    .unwrap_err();
+    let mut oversight = auditor(&stack, "us-oversight").await;
+    let records = query(
+        &mut oversight,
+        AccessRecordFilter {
+            subject: "dora".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(!records.is_empty());
+    for r in &records {
+        for id in &r.resource_ids {
+            assert!(id.len() <= 128 && id.starts_with("sha256:"), "{id:.40}");
+        }
+    }
+    stack.stop().await;
 }

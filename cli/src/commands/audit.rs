@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
+use orex_gateway::audit::log::{content_hash, link_hash};
 use orex_gateway::audit::verify::{Verification, verify};
 use orex_proto::audit::v1::{
     AccessDecision, AccessRecord, AccessRecordFilter, Checkpoint, GetRecordRangeRequest,
@@ -38,6 +39,9 @@ pub enum AuditCommand {
         /// The gateway's audit public key (PEM), obtained from the partnership.
         #[arg(long)]
         public_key: PathBuf,
+        /// You audit the whole partnership: any redacted record is an error.
+        #[arg(long)]
+        expect_full_scope: bool,
     },
     /// Export matching records for an auditor's own tools.
     Export {
@@ -177,7 +181,10 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                 eprintln!("exported {} records to {}", records.len(), path.display());
             }
         }
-        AuditCommand::Verify { public_key } => {
+        AuditCommand::Verify {
+            public_key,
+            expect_full_scope,
+        } => {
             let key = read_public_key(&public_key)?;
             let (records, checkpoints) = download(&mut client).await?;
             let v = verify(&records, &checkpoints, &key);
@@ -185,11 +192,24 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             if v.problem.is_some() {
                 return Err(CliError::Invalid("the access log does not verify".into()));
             }
+            if v.checkpoints == 0 && v.records > 0 {
+                return Err(CliError::Invalid(
+                    "no signed checkpoint covers the log yet; verify again after the next checkpoint".into(),
+                ));
+            }
+            if expect_full_scope && v.redacted > 0 {
+                return Err(CliError::Invalid(format!(
+                    "{} records were redacted although you expect the full scope",
+                    v.redacted
+                )));
+            }
         }
     }
     Ok(())
 }
 
+/// Queries records and checks each one's own hashes, so what is printed is
+/// what the chain commits to (`verify` checks the chain itself).
 async fn query(
     client: &mut AuditClient,
     filter: AccessRecordFilter,
@@ -206,6 +226,16 @@ async fn query(
             })
             .await?
             .into_inner();
+        for r in &page.records {
+            let intact = content_hash(r) == r.content_hash
+                && link_hash(&r.prev_hash, &r.content_hash).as_deref() == Some(r.hash.as_str());
+            if !intact {
+                return Err(CliError::Invalid(format!(
+                    "record {} does not match its hashes: the log was tampered with; run `orex audit verify`",
+                    r.index
+                )));
+            }
+        }
         records.extend(page.records);
         if records.len() >= limit || page.next_page_token.is_empty() {
             records.truncate(limit);
@@ -254,11 +284,15 @@ pub async fn download(
             .await
         {
             Ok(p) => p.into_inner(),
-            Err(s) if s.code() == tonic::Code::OutOfRange => break,
+            // Past the end: an empty log, or exactly at the size we aimed for.
+            Err(s) if s.code() == tonic::Code::OutOfRange && target.is_none() => break,
             Err(s) => return Err(s.into()),
         };
         if page.records.is_empty() {
-            break;
+            return Err(CliError::Invalid(format!(
+                "the gateway served no records from index {start} although the log has {}",
+                page.log_size
+            )));
         }
         let goal = *target.get_or_insert(page.log_size);
         records.extend(page.records);
@@ -288,8 +322,8 @@ pub fn read_public_key(path: &Path) -> Result<Vec<u8>, CliError> {
 
 fn report(v: &Verification) {
     println!(
-        "checked {} records ({} redacted, outside your scope: linked, not recomputed) and {} signed checkpoints",
-        v.records, v.redacted, v.checkpoints
+        "checked {} records ({} redacted: outside your scope, chain recomputed across them) and {} signed checkpoints; {} records after the newest checkpoint are not yet signed",
+        v.records, v.redacted, v.checkpoints, v.unsigned
     );
     match &v.problem {
         None => println!("OK: every hash, link and signature verifies"),

@@ -7,7 +7,7 @@
 //! log size) commit to the head of the chain.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
@@ -39,15 +39,39 @@ pub enum AuditError {
     Injected,
 }
 
-/// SHA-256 (lower-case hex) of a record as the chain defines it: its
-/// protobuf encoding with `hash` empty and `redacted` false.
-pub fn record_hash(record: &AccessRecord) -> String {
+/// SHA-256 (lower-case hex) of a record's contents: its protobuf encoding
+/// with the chain fields (`prev_hash`, `hash`, `content_hash`) empty and
+/// `redacted` false.
+pub fn content_hash(record: &AccessRecord) -> String {
     let canonical = AccessRecord {
+        prev_hash: String::new(),
         hash: String::new(),
+        content_hash: String::new(),
         redacted: false,
         ..record.clone()
     };
     hex::encode(Sha256::digest(canonical.encode_to_vec()))
+}
+
+/// The chain hash: SHA-256 over the raw bytes of `prev_hash` then
+/// `content_hash` (both given in hex). Two levels let an auditor recompute
+/// the chain across records it may only see redacted. `None` if either is
+/// not 64 hex characters.
+pub fn link_hash(prev_hash: &str, content_hash: &str) -> Option<String> {
+    let prev = hex::decode(prev_hash).ok().filter(|b| b.len() == 32)?;
+    let content = hex::decode(content_hash).ok().filter(|b| b.len() == 32)?;
+    let mut h = Sha256::new();
+    h.update(prev);
+    h.update(content);
+    Some(hex::encode(h.finalize()))
+}
+
+/// Fills in `content_hash` and `hash` of a record whose `prev_hash` is set.
+pub fn seal_record(record: &mut AccessRecord) {
+    record.redacted = false;
+    record.content_hash = content_hash(record);
+    record.hash = link_hash(&record.prev_hash, &record.content_hash)
+        .expect("prev_hash is a stored hash and content_hash was just computed");
 }
 
 /// The exact bytes a checkpoint signs.
@@ -88,6 +112,8 @@ struct Inner {
     interval: Duration,
     failing: AtomicBool,
     unsigned: tokio::sync::Notify,
+    /// Log size covered by the newest checkpoint (cached: read on every append).
+    signed: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -124,10 +150,16 @@ impl AuditLog {
                 ))
             })?;
         let store = Store::open(&config.data_dir)?;
+        let checkpoints = store.tree("audit_checkpoints")?;
+        let signed = match checkpoints.last()? {
+            Some((_, v)) => decode_value::<Checkpoint>(&v)?.log_size,
+            None => 0,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 log: EventLog::open(&store, "audit_records")?,
-                checkpoints: store.tree("audit_checkpoints")?,
+                checkpoints,
+                signed: AtomicU64::new(signed),
                 store,
                 signer,
                 log_id: config.log_id.clone(),
@@ -176,8 +208,7 @@ impl AuditLog {
                 };
                 record.index = seq - 1;
                 record.prev_hash = prev_hash;
-                record.redacted = false;
-                record.hash = record_hash(&record);
+                seal_record(&mut record);
                 log.tree().insert(seq_key(seq), encode_value(&record))?;
                 Ok(Write::Appended(record.clone()))
             })
@@ -209,10 +240,7 @@ impl AuditLog {
 
     /// Size covered by the newest checkpoint (0 if none).
     pub fn signed_size(&self) -> u64 {
-        self.latest_checkpoint()
-            .ok()
-            .flatten()
-            .map_or(0, |c| c.log_size)
+        self.inner.signed.load(Ordering::SeqCst)
     }
 
     /// The newest checkpoint.
@@ -223,12 +251,20 @@ impl AuditLog {
         }
     }
 
-    /// Every checkpoint, oldest first.
-    pub fn checkpoints(&self) -> impl Iterator<Item = Result<Checkpoint, AuditError>> + use<> {
+    /// Checkpoints covering more than `after` records, oldest first.
+    pub fn checkpoints_after(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<Checkpoint, AuditError>> + use<> {
         self.inner
             .checkpoints
-            .iter()
+            .range((after.saturating_add(1)).to_be_bytes()..)
             .map(|r| Ok(decode_value(&r?.1)?))
+    }
+
+    /// Every checkpoint, oldest first.
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<Checkpoint, AuditError>> + use<> {
+        self.checkpoints_after(0)
     }
 
     /// Signs and stores a checkpoint of the current head, unless the newest
@@ -264,6 +300,7 @@ impl AuditLog {
             .checkpoints
             .insert(size.to_be_bytes(), encode_value(&checkpoint))?;
         self.inner.store.durable().await?;
+        self.inner.signed.fetch_max(size, Ordering::SeqCst);
         tracing::debug!(size, "access log checkpoint signed");
         Ok(Some(checkpoint))
     }
@@ -359,6 +396,10 @@ mod tests {
         assert_eq!(v.checkpoints, 1);
         assert_eq!(records[0].prev_hash, ZERO_HASH);
         assert_eq!(records[1].prev_hash, records[0].hash);
+        assert_eq!(
+            Some(records[1].hash.clone()),
+            link_hash(&records[1].prev_hash, &content_hash(&records[1]))
+        );
     }
 
     #[tokio::test]

@@ -55,6 +55,7 @@ fn redacted(r: &AccessRecord) -> AccessRecord {
         index: r.index,
         prev_hash: r.prev_hash.clone(),
         hash: r.hash.clone(),
+        content_hash: r.content_hash.clone(),
         redacted: true,
         ..Default::default()
     }
@@ -79,8 +80,9 @@ fn matches(f: &AccessRecordFilter, r: &AccessRecord) -> bool {
         && in_window
 }
 
-fn context(who: &Principal, what: &[u8]) -> Vec<u8> {
-    let mut c = format!("{}\0{}\0", who.member, who.subject).into_bytes();
+/// Page tokens are bound to the method, the caller and the query.
+fn context(method: &str, who: &Principal, what: &[u8]) -> Vec<u8> {
+    let mut c = format!("v1\0{method}\0{}\0{}\0", who.member, who.subject).into_bytes();
     c.extend_from_slice(what);
     c
 }
@@ -120,7 +122,11 @@ impl AuditApi {
         let log = self.door.audit();
         let size = page_size(req.page_size, 100, 1000)?;
         let filter = req.filter.clone().unwrap_or_default();
-        let ctx = context(&pass.caller.principal, &filter.encode_to_vec());
+        let ctx = context(
+            "QueryAccessRecords",
+            &pass.caller.principal,
+            &filter.encode_to_vec(),
+        );
         let mut next = self.open_cursor(&ctx, &req.page_token)?;
         let end = log.size();
         let scan_end = end.min(next.saturating_add(MAX_SCAN));
@@ -197,6 +203,7 @@ impl AuditApi {
         use prost::Message as _;
         let size = page_size(req.page_size, 100, 1000)?;
         let ctx = context(
+            "ListCheckpoints",
             &pass.caller.principal,
             &req.time_window.unwrap_or_default().encode_to_vec(),
         );
@@ -206,11 +213,8 @@ impl AuditApi {
         };
         let mut checkpoints = Vec::new();
         let mut next_page_token = String::new();
-        for c in self.door.audit().checkpoints() {
+        for c in self.door.audit().checkpoints_after(after) {
             let c = c.map_err(|_| GatewayError::AuditRead)?;
-            if c.log_size <= after {
-                continue;
-            }
             let in_window = req.time_window.as_ref().is_none_or(|w| {
                 let t = c.signed_at.as_ref().map(nanos).unwrap_or_default();
                 w.start.as_ref().is_none_or(|s| t >= nanos(s))
@@ -242,12 +246,12 @@ async fn finish<T>(
     match answer {
         Ok(resp) => {
             let reason = summary(&resp);
-            pass.finish(Code::Ok, vec![], vec![], reason).await;
+            pass.finish(Code::Ok, vec![], reason).await;
             Ok(Response::new(resp))
         }
         Err(e) => {
             let status = Status::from(e);
-            pass.finish(status.code(), vec![], vec![], status.message().to_owned())
+            pass.finish(status.code(), vec![], status.message().to_owned())
                 .await;
             Err(status)
         }

@@ -1,21 +1,25 @@
 //! Verification of a downloaded access log, trusting only the gateway's
-//! public key: every hash recomputed, every link followed, every checkpoint's
-//! signature and head checked. `orex audit verify` runs this.
+//! public key: every content hash and chain link recomputed, every
+//! checkpoint's signature, order and head checked. `orex audit verify` runs
+//! this.
 
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use orex_proto::audit::v1::{AccessRecord, Checkpoint};
 
-use super::log::{ZERO_HASH, checkpoint_payload, record_hash, rfc3339};
+use super::log::{ZERO_HASH, checkpoint_payload, content_hash, link_hash, rfc3339};
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     /// Records checked.
     pub records: u64,
-    /// Of which redacted (outside the auditor's scope: linked, not recomputed).
+    /// Of which redacted (outside the auditor's scope: chain recomputed,
+    /// contents not visible).
     pub redacted: u64,
-    /// Checkpoints whose signature and head were checked.
+    /// Checkpoints whose signature, order and head were checked.
     pub checkpoints: u64,
+    /// Records after the newest checkpoint (not yet covered by a signature).
+    pub unsigned: u64,
     /// The first problem, if any.
     pub problem: Option<Problem>,
 }
@@ -30,13 +34,19 @@ pub enum Problem {
         /// Index the record claims.
         claimed: u64,
     },
-    /// A record's stored hash is not the hash of its contents.
+    /// A record's contents do not match its content hash.
     Hash {
         /// The record.
         index: u64,
     },
-    /// A record does not point at the record before it.
+    /// A record does not point at the record before it, or its chain hash
+    /// is not the hash of its link.
     Link {
+        /// The record.
+        index: u64,
+    },
+    /// A redacted copy carries contents (a redaction may only hide).
+    Redaction {
         /// The record.
         index: u64,
     },
@@ -47,6 +57,12 @@ pub enum Problem {
     },
     /// A checkpoint's payload does not match its fields.
     Payload {
+        /// The checkpoint's log size.
+        log_size: u64,
+    },
+    /// Checkpoints are not strictly growing in size and time (a reset or
+    /// forked log).
+    Order {
         /// The checkpoint's log size.
         log_size: u64,
     },
@@ -71,23 +87,28 @@ impl std::fmt::Display for Problem {
             ),
             Problem::Hash { index } => write!(
                 f,
-                "record {index} was changed: its hash does not match its contents"
+                "record {index} was changed: its contents do not match its hash"
             ),
             Problem::Link { index } => write!(
                 f,
                 "record {index} does not follow record {}: the chain is broken here",
                 index.saturating_sub(1)
             ),
+            Problem::Redaction { index } => {
+                write!(f, "record {index} is marked redacted but carries contents")
+            }
             Problem::Signature { log_size } => write!(
                 f,
                 "checkpoint at size {log_size} is not signed by the trusted key"
             ),
-            Problem::Payload { log_size } => {
-                write!(
-                    f,
-                    "checkpoint at size {log_size} signs different content than it shows"
-                )
-            }
+            Problem::Payload { log_size } => write!(
+                f,
+                "checkpoint at size {log_size} signs different content than it shows"
+            ),
+            Problem::Order { log_size } => write!(
+                f,
+                "checkpoint at size {log_size} does not follow the one before: the log was reset or forked"
+            ),
             Problem::Head { log_size } => write!(
                 f,
                 "checkpoint at size {log_size} signed a different head: records before {log_size} were changed"
@@ -98,6 +119,19 @@ impl std::fmt::Display for Problem {
             ),
         }
     }
+}
+
+/// True when a redacted copy holds nothing but its index and hashes.
+fn is_bare(r: &AccessRecord) -> bool {
+    let bare = AccessRecord {
+        index: r.index,
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+        content_hash: r.content_hash.clone(),
+        redacted: true,
+        ..Default::default()
+    };
+    *r == bare
 }
 
 /// Verifies `records` (indices 0.. in order) against `checkpoints` with the
@@ -111,67 +145,148 @@ pub fn verify(
         records: records.len() as u64,
         redacted: 0,
         checkpoints: 0,
+        unsigned: records.len() as u64,
         problem: None,
     };
     let mut prev = ZERO_HASH.to_owned();
     for (position, r) in records.iter().enumerate() {
         let position = position as u64;
-        if r.index != position {
-            v.problem = Some(Problem::Index {
+        let problem = if r.index != position {
+            Some(Problem::Index {
                 position,
                 claimed: r.index,
-            });
+            })
+        } else if r.redacted && !is_bare(r) {
+            Some(Problem::Redaction { index: r.index })
+        } else if !r.redacted && content_hash(r) != r.content_hash {
+            Some(Problem::Hash { index: r.index })
+        } else if r.prev_hash != prev
+            || link_hash(&r.prev_hash, &r.content_hash).as_deref() != Some(r.hash.as_str())
+        {
+            Some(Problem::Link { index: r.index })
+        } else {
+            None
+        };
+        if problem.is_some() {
+            v.problem = problem;
             return v;
         }
-        if r.prev_hash != prev {
-            v.problem = Some(Problem::Link { index: r.index });
-            return v;
-        }
-        if r.redacted {
-            v.redacted += 1;
-        } else if record_hash(r) != r.hash {
-            v.problem = Some(Problem::Hash { index: r.index });
-            return v;
-        }
+        v.redacted += u64::from(r.redacted);
         prev = r.hash.clone();
     }
     let key = UnparsedPublicKey::new(&ED25519, public_key);
+    let mut last: Option<&Checkpoint> = None;
     for c in checkpoints {
         let signed_at = c.signed_at.as_ref().map(rfc3339).unwrap_or_default();
         let expected = checkpoint_payload(&c.log_id, c.log_size, &c.head_hash, &signed_at);
-        if expected != c.signed_payload {
-            v.problem = Some(Problem::Payload {
+        let problem = if expected != c.signed_payload {
+            Some(Problem::Payload {
                 log_size: c.log_size,
-            });
-            return v;
-        }
-        if key.verify(&c.signed_payload, &c.signature).is_err() {
-            v.problem = Some(Problem::Signature {
+            })
+        } else if key.verify(&c.signed_payload, &c.signature).is_err() {
+            Some(Problem::Signature {
                 log_size: c.log_size,
-            });
-            return v;
-        }
-        let Some(head) = c
-            .log_size
-            .checked_sub(1)
-            .and_then(|i| records.get(i as usize))
-        else {
-            if c.log_size == 0 && c.head_hash == ZERO_HASH {
-                v.checkpoints += 1;
-                continue;
+            })
+        } else if last.is_some_and(|l| {
+            l.log_size >= c.log_size
+                || l.log_id != c.log_id
+                || l.signed_at.map(|t| t.seconds) > c.signed_at.map(|t| t.seconds)
+        }) {
+            Some(Problem::Order {
+                log_size: c.log_size,
+            })
+        } else {
+            match c.log_size.checked_sub(1).map(|i| records.get(i as usize)) {
+                None if c.head_hash == ZERO_HASH => None,
+                Some(Some(head)) if head.hash == c.head_hash => None,
+                Some(Some(_)) | None => Some(Problem::Head {
+                    log_size: c.log_size,
+                }),
+                Some(None) => Some(Problem::Missing {
+                    log_size: c.log_size,
+                }),
             }
-            v.problem = Some(Problem::Missing {
-                log_size: c.log_size,
-            });
-            return v;
         };
-        if head.hash != c.head_hash {
-            v.problem = Some(Problem::Head {
-                log_size: c.log_size,
-            });
+        if problem.is_some() {
+            v.problem = problem;
             return v;
         }
         v.checkpoints += 1;
+        v.unsigned = v.records.saturating_sub(c.log_size);
+        last = Some(c);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::log::seal_record;
+
+    fn chain(n: u64) -> Vec<AccessRecord> {
+        let mut prev = ZERO_HASH.to_owned();
+        (0..n)
+            .map(|index| {
+                let mut r = AccessRecord {
+                    index,
+                    member: if index % 2 == 0 { "US" } else { "JP" }.into(),
+                    subject: format!("p{index}"),
+                    prev_hash: prev.clone(),
+                    ..Default::default()
+                };
+                seal_record(&mut r);
+                prev = r.hash.clone();
+                r
+            })
+            .collect()
+    }
+
+    fn redact(r: &AccessRecord) -> AccessRecord {
+        AccessRecord {
+            index: r.index,
+            prev_hash: r.prev_hash.clone(),
+            hash: r.hash.clone(),
+            content_hash: r.content_hash.clone(),
+            redacted: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn redacted_copies_still_verify() {
+        let mut records = chain(5);
+        records[1] = redact(&records[1]);
+        records[3] = redact(&records[3]);
+        let v = verify(&records, &[], &[0; 32]);
+        assert_eq!(v.problem, None);
+        assert_eq!(v.redacted, 2);
+    }
+
+    #[test]
+    fn a_redacted_copy_with_invented_contents_is_caught() {
+        let mut records = chain(3);
+        let mut forged = redact(&records[1]);
+        forged.member = "DE".into();
+        forged.reason = "invented".into();
+        records[1] = forged;
+        assert_eq!(
+            verify(&records, &[], &[0; 32]).problem,
+            Some(Problem::Redaction { index: 1 })
+        );
+    }
+
+    #[test]
+    fn a_rewritten_record_cannot_hide_behind_a_redacted_neighbour() {
+        let mut records = chain(4);
+        records[1].reason = "rewritten".into();
+        seal_record(&mut records[1]);
+        // The attacker points the redacted neighbour at the new hash.
+        let mut next = redact(&records[2]);
+        next.prev_hash = records[1].hash.clone();
+        records[2] = next;
+        assert_eq!(
+            verify(&records, &[], &[0; 32]).problem,
+            Some(Problem::Link { index: 2 })
+        );
+    }
 }

@@ -185,6 +185,17 @@ pub enum MethodClass {
     Stream,
 }
 
+impl MethodClass {
+    /// `read`, `write` or `stream`, as the policy file names the classes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodClass::Read => "read",
+            MethodClass::Write => "write",
+            MethodClass::Stream => "stream",
+        }
+    }
+}
+
 /// Validated rate limits.
 #[derive(Debug, Clone, Default)]
 pub struct RateLimits {
