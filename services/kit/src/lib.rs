@@ -1,6 +1,7 @@
 //! The kit every orex server is built from, so that TLS, identities,
 //! telemetry, shutdown and durable storage are written once.
 //!
+//! - [`binary`]: the shared `main` of every server binary.
 //! - [`config`]: typed config from a TOML file plus `OREX_<BINARY>__` env overrides.
 //! - [`tls`]: mutual-TLS server and client setup from PEM files.
 //! - [`identity`]: who is on the other end of a connection, from its certificate.
@@ -12,6 +13,7 @@
 //! - [`telemetry`]: tracing, JSON in clusters and readable in a terminal.
 //! - [`shutdown`]: one signal that stops servers and ends streams.
 
+pub mod binary;
 pub mod config;
 pub mod error;
 pub mod forwarded;

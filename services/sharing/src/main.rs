@@ -15,28 +15,14 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    orex_kit::install_crypto_provider();
-    orex_kit::telemetry::init();
     let args = Args::parse();
-    let result = async {
-        let config = orex_sharing::SharingConfig::load(&args.config)?;
-        let listen = config.listen;
-        // Everything is checked before the port is bound.
-        let prepared = orex_sharing::prepare(config)?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(|e| orex_kit::KitError::Server(format!("bind {listen}: {e}")))?;
-        let shutdown = orex_kit::Shutdown::new();
-        shutdown.trigger_on_signals();
-        prepared.serve(listener, shutdown).await
-    }
-    .await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("orex-sharing: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    orex_kit::binary::run(
+        "orex-sharing",
+        || {
+            let config = orex_sharing::SharingConfig::load(&args.config)?;
+            Ok((config.listen, orex_sharing::prepare(config)?))
+        },
+        |prepared, listener, shutdown| prepared.serve(listener, shutdown),
+    )
+    .await
 }
