@@ -22,6 +22,34 @@ const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Most delivered report ids kept for the outcome records of one stream.
 const MAX_RECORDED_IDS: usize = 1000;
 
+/// A backend's error as the member may see it: only the code and a bounded
+/// message; internal failures get a generic text (details are in the
+/// service's log), and no backend metadata passes.
+pub fn sanitized(status: Status) -> Status {
+    const MAX: usize = 512;
+    match status.code() {
+        Code::Internal | Code::Unknown | Code::DataLoss => Status::new(
+            status.code(),
+            "the service failed; operators have the details",
+        ),
+        code => {
+            let mut message: String = status
+                .message()
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect();
+            if message.len() > MAX {
+                let mut end = MAX;
+                while !message.is_char_boundary(end) {
+                    end -= 1;
+                }
+                message.truncate(end);
+            }
+            Status::new(code, message)
+        }
+    }
+}
+
 /// Why a relay stops early, if it must.
 fn still_allowed(live: &Policy, pass: &Pass, method: &str) -> Result<(), Status> {
     let member = &pass.caller.principal.member;
@@ -111,7 +139,7 @@ where
                             touched.push(report);
                         }
                     }
-                    Some(Err(status)) => break Err(status),
+                    Some(Err(status)) => break Err(sanitized(status)),
                     None => break Ok(()),
                 },
                 _ = recheck.tick() => {

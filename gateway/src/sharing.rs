@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::door::{Door, Pass, Touched};
-use crate::forward::relay_screened;
+use crate::forward::{relay_screened, sanitized};
 use crate::screen::{may_see, owner};
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
@@ -73,34 +73,6 @@ impl SharingGateway {
                     .await;
                 Err(status)
             }
-        }
-    }
-}
-
-/// A backend's error as the member may see it: only the code and a bounded
-/// message; internal failures get a generic text (details are in the
-/// service's log), and no backend metadata passes.
-fn sanitized(status: Status) -> Status {
-    const MAX: usize = 512;
-    match status.code() {
-        Code::Internal | Code::Unknown | Code::DataLoss => Status::new(
-            status.code(),
-            "the service failed; operators have the details",
-        ),
-        code => {
-            let mut message: String = status
-                .message()
-                .chars()
-                .filter(|c| !c.is_control())
-                .collect();
-            if message.len() > MAX {
-                let mut end = MAX;
-                while !message.is_char_boundary(end) {
-                    end -= 1;
-                }
-                message.truncate(end);
-            }
-            Status::new(code, message)
         }
     }
 }

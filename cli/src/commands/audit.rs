@@ -189,19 +189,24 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             let (records, checkpoints) = download(&mut client).await?;
             let v = verify(&records, &checkpoints, &key);
             report(&v);
-            if v.problem.is_some() {
-                return Err(CliError::Invalid("the access log does not verify".into()));
-            }
-            if v.checkpoints == 0 && v.records > 0 {
-                return Err(CliError::Invalid(
-                    "no signed checkpoint covers the log yet; verify again after the next checkpoint".into(),
-                ));
-            }
-            if expect_full_scope && v.redacted > 0 {
-                return Err(CliError::Invalid(format!(
-                    "{} records were redacted although you expect the full scope",
+            let failure = if let Some(p) = &v.problem {
+                Some(format!("BROKEN: {p}"))
+            } else if v.checkpoints == 0 && v.records > 0 {
+                Some("NOT VERIFIED: no signed checkpoint covers the log yet; verify again after the next checkpoint".into())
+            } else if expect_full_scope && v.redacted > 0 {
+                Some(format!(
+                    "NOT VERIFIED: {} records were redacted although you expect the full scope",
                     v.redacted
-                )));
+                ))
+            } else {
+                None
+            };
+            match failure {
+                None => println!("OK: every hash, link and signature verifies"),
+                Some(why) => {
+                    println!("{why}");
+                    return Err(CliError::Invalid("the access log does not verify".into()));
+                }
             }
         }
     }
@@ -325,10 +330,6 @@ fn report(v: &Verification) {
         "checked {} records ({} redacted: outside your scope, chain recomputed across them) and {} signed checkpoints; {} records after the newest checkpoint are not yet signed",
         v.records, v.redacted, v.checkpoints, v.unsigned
     );
-    match &v.problem {
-        None => println!("OK: every hash, link and signature verifies"),
-        Some(p) => println!("BROKEN: {p}"),
-    }
 }
 
 fn decision(r: &AccessRecord) -> &'static str {
