@@ -335,6 +335,7 @@ admin = []
 read = { per_minute = 6000, burst = 1000 }
 write = { per_minute = 1200, burst = 200 }
 stream = { per_minute = 600, burst = 100 }
+open_streams = 50
 
 # Principals who audit the whole partnership; other auditors see their own member only.
 [audit]

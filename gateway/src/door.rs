@@ -58,6 +58,8 @@ pub struct Pass {
     pub caller: Caller,
     /// The policy the call was admitted under.
     pub policy: Arc<Policy>,
+    /// For a stream: its member's open-stream slot, freed when the pass ends.
+    _slot: Option<crate::ratelimit::StreamSlot>,
     audit: AuditLog,
     decision: Option<AccessRecord>,
     started: Instant,
@@ -128,13 +130,14 @@ impl Door {
         }
         let decided = self.decide(&policy, req, method, cert_member.as_deref(), &mut record);
         match decided {
-            Ok((caller, rule)) => {
+            Ok((caller, rule, slot)) => {
                 record.decision = AccessDecision::Allow as i32;
                 record.reason = rule;
                 match append_in_time(&self.audit, record).await {
                     Ok(decision) => Ok(Pass {
                         caller,
                         policy,
+                        _slot: slot,
                         audit: self.audit.clone(),
                         decision: Some(decision),
                         started,
@@ -169,7 +172,7 @@ impl Door {
         method: &str,
         cert_member: Option<&str>,
         record: &mut AccessRecord,
-    ) -> Result<(Caller, String), GatewayError> {
+    ) -> Result<(Caller, String, Option<crate::ratelimit::StreamSlot>), GatewayError> {
         // Rate limits come first, keyed by the certificate's member, so a
         // member's failed or refused calls count against its own budget and
         // cannot flood the log that every member shares.
@@ -217,7 +220,21 @@ impl Door {
             )));
         };
         let rule = format!("allowed: role {granting} may call {permission}");
-        Ok((caller, rule))
+        let slot = if class == orex_membership::MethodClass::Stream {
+            let member = &caller.principal.member;
+            let slot = self
+                .policy
+                .limiter()
+                .open_stream(&policy.partnership, member)
+                .map_err(|cap| GatewayError::TooManyStreams {
+                    member: member.clone(),
+                    cap,
+                })?;
+            Some(slot)
+        } else {
+            None
+        };
+        Ok((caller, rule, slot))
     }
 }
 

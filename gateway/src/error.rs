@@ -25,6 +25,14 @@ pub enum GatewayError {
         /// When a retry can succeed.
         retry_after: Duration,
     },
+    /// The member holds as many open streams as the policy allows.
+    #[error("member {member} already has {cap} streams open; close one or wait for one to end")]
+    TooManyStreams {
+        /// The member.
+        member: String,
+        /// Its cap.
+        cap: u32,
+    },
     /// A request field is bad; the message starts with the field.
     #[error("{0}")]
     InvalidArgument(String),
@@ -47,6 +55,7 @@ impl From<GatewayError> for Status {
         match &e {
             GatewayError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
             GatewayError::PermissionDenied(m) => Status::permission_denied(m.clone()),
+            GatewayError::TooManyStreams { .. } => Status::resource_exhausted(e.to_string()),
             GatewayError::RateLimited { retry_after, .. } => {
                 let mut md = MetadataMap::new();
                 if let Ok(v) = retry_after.as_millis().to_string().parse() {

@@ -11,15 +11,22 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use orex_membership::{MethodClass, Partnership, Rate};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type Bucket = (Rate, Arc<DefaultDirectRateLimiter>);
 
-/// Token buckets for every member, created on first use.
+/// Token buckets for every member, created on first use, and the count of
+/// each member's open streams.
 #[derive(Debug, Default)]
 pub struct Limiter {
     buckets: Mutex<HashMap<(String, MethodClass), Bucket>>,
+    streams: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     clock: DefaultClock,
 }
+
+/// Held while a stream is open; dropping it frees the member's slot.
+#[derive(Debug)]
+pub struct StreamSlot(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
 
 /// The class of a method, by its name.
 pub fn class_of(method: &str) -> MethodClass {
@@ -58,6 +65,31 @@ impl Limiter {
         bucket
             .check()
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+impl Limiter {
+    /// Takes one of `member`'s open-stream slots, or says the cap.
+    pub fn open_stream(&self, partnership: &Partnership, member: &str) -> Result<StreamSlot, u32> {
+        let Some(cap) = partnership.rate_limits().open_streams(member) else {
+            return Ok(StreamSlot(None));
+        };
+        let semaphore = {
+            let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = streams
+                .entry(member.to_owned())
+                .or_insert_with(|| (cap, Arc::new(Semaphore::new(cap as usize))));
+            // A changed cap starts a fresh count; streams open under the old
+            // cap keep their slots until they end.
+            if entry.0 != cap {
+                *entry = (cap, Arc::new(Semaphore::new(cap as usize)));
+            }
+            entry.1.clone()
+        };
+        semaphore
+            .try_acquire_owned()
+            .map(|p| StreamSlot(Some(p)))
+            .map_err(|_| cap)
     }
 }
 

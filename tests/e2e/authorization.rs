@@ -264,3 +264,45 @@ async fn the_gateway_withholds_reports_a_backend_returns_wrongly() {
     .unwrap();
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_cannot_hold_more_streams_open_than_its_cap() {
+    let stack = Stack::spawn().await;
+    stack.edit_policy(|p| format!("{p}\n[rate_limits.members.JP]\nopen_streams = 1\n"));
+    stack.policy().reload().unwrap();
+    let mut jp = stack.client("jp-kenji").await;
+    let first = jp
+        .subscribe_reports(SubscribeReportsRequest::default())
+        .await
+        .unwrap();
+    let status = jp
+        .subscribe_reports(SubscribeReportsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("1 streams open"), "{status:?}");
+    // Other members are not affected.
+    let mut de = stack.client("de-dora").await;
+    let _de_stream = de
+        .subscribe_reports(SubscribeReportsRequest::default())
+        .await
+        .unwrap();
+    // Closing the first frees the slot (as soon as the gateway notices).
+    drop(first);
+    within(20, async {
+        loop {
+            match jp
+                .subscribe_reports(SubscribeReportsRequest::default())
+                .await
+            {
+                Ok(_) => break,
+                Err(s) if s.code() == Code::ResourceExhausted => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await;
+    stack.stop().await;
+}

@@ -152,6 +152,8 @@ pub struct RateClasses {
     pub write: Option<Rate>,
     /// Opening a server stream.
     pub stream: Option<Rate>,
+    /// Most server streams one member may hold open at once (unset: no cap).
+    pub open_streams: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +217,14 @@ impl RateLimits {
             .get(member)
             .and_then(pick)
             .or_else(|| pick(&self.default))
+    }
+
+    /// Most streams `member` may hold open at once; `None` is no cap.
+    pub fn open_streams(&self, member: &str) -> Option<u32> {
+        self.members
+            .get(member)
+            .and_then(|c| c.open_streams)
+            .or(self.default.open_streams)
     }
 }
 
@@ -398,6 +408,11 @@ impl Partnership {
             check_rate(&where_, &classes.read)?;
             check_rate(&where_, &classes.write)?;
             check_rate(&where_, &classes.stream)?;
+            if classes.open_streams == Some(0) {
+                return Err(PolicyError::Invalid(format!(
+                    "{where_}: open_streams must be at least 1 (leave it out for no cap)"
+                )));
+            }
         }
         for m in file.rate_limits.members.keys() {
             if !members.contains_key(m) {
