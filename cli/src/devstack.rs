@@ -410,7 +410,7 @@ signing_key = "../pki/audit-signing.key.pem"
 key_id = "orex-dev-audit-1"
 log_id = "orex-gateway/dev"
 checkpoint_every_records = 1000
-checkpoint_interval_seconds = 60
+checkpoint_interval_seconds = 10
 "#,
         gateway = ports.gateway,
         sharing = ports.sharing

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use orex_gateway::audit::log::{content_hash, link_hash};
-use orex_gateway::audit::verify::{Verification, verify};
+use orex_gateway::audit::verify::{KeptCheckpoint, Verification, still_holds, verify};
 use orex_proto::audit::v1::{
     AccessDecision, AccessRecord, AccessRecordFilter, Checkpoint, GetRecordRangeRequest,
     ListCheckpointsRequest, QueryAccessRecordsRequest,
@@ -42,6 +42,11 @@ pub enum AuditCommand {
         /// You audit the whole partnership: any redacted record is an error.
         #[arg(long)]
         expect_full_scope: bool,
+        /// A file keeping the newest checkpoint you verified: the next run
+        /// checks the log still holds it (catches truncation or a rewrite
+        /// that also deleted checkpoints), then updates it.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Export matching records for an auditor's own tools.
     Export {
@@ -184,7 +189,16 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
         AuditCommand::Verify {
             public_key,
             expect_full_scope,
+            state,
         } => {
+            let kept: Option<KeptCheckpoint> = match &state {
+                Some(path) if path.exists() => Some(
+                    serde_json::from_slice(&crate::error::read(path)?).map_err(|e| {
+                        CliError::Invalid(format!("{}: not a kept checkpoint: {e}", path.display()))
+                    })?,
+                ),
+                _ => None,
+            };
             let key = read_public_key(&public_key)?;
             let (records, checkpoints) = download(&mut client).await?;
             let v = verify(&records, &checkpoints, &key);
@@ -198,9 +212,22 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                     "NOT VERIFIED: {} records were redacted although you expect the full scope",
                     v.redacted
                 ))
+            } else if let Some(k) = kept
+                .as_ref()
+                .filter(|k| !still_holds(&records, &checkpoints, k))
+            {
+                Some(format!(
+                    "BROKEN: the log no longer holds the checkpoint you kept (log {}, size {}, head {}): it was truncated or rewritten",
+                    k.log_id, k.log_size, k.head_hash
+                ))
             } else {
                 None
             };
+            if let (None, Some(path), Some(newest)) = (&failure, &state, checkpoints.last()) {
+                let text = serde_json::to_vec_pretty(&KeptCheckpoint::from(newest))
+                    .map_err(|e| CliError::Invalid(format!("kept checkpoint: {e}")))?;
+                crate::error::write(path, &text, false)?;
+            }
             match failure {
                 None => println!("OK: every hash, link and signature verifies"),
                 Some(why) => {

@@ -121,6 +121,46 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// A checkpoint an auditor verified once and keeps, so a later download can
+/// be checked against it: a gateway that truncates or rewrites its log and
+/// deletes the checkpoints that would betray it still cannot reproduce this
+/// head.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeptCheckpoint {
+    /// The log's name.
+    pub log_id: String,
+    /// Records the checkpoint covered.
+    pub log_size: u64,
+    /// The hash of record `log_size - 1`.
+    pub head_hash: String,
+}
+
+impl From<&Checkpoint> for KeptCheckpoint {
+    fn from(c: &Checkpoint) -> Self {
+        Self {
+            log_id: c.log_id.clone(),
+            log_size: c.log_size,
+            head_hash: c.head_hash.clone(),
+        }
+    }
+}
+
+/// True when `records` (already verified as a chain) still hold the head
+/// an auditor kept, and the served checkpoints are of the same log.
+pub fn still_holds(
+    records: &[AccessRecord],
+    checkpoints: &[Checkpoint],
+    kept: &KeptCheckpoint,
+) -> bool {
+    let same_log = checkpoints.iter().all(|c| c.log_id == kept.log_id);
+    let head = kept
+        .log_size
+        .checked_sub(1)
+        .and_then(|i| records.get(i as usize))
+        .map(|r| r.hash.as_str());
+    same_log && (kept.log_size == 0 || head == Some(kept.head_hash.as_str()))
+}
+
 /// True when a redacted copy holds nothing but its index and hashes.
 fn is_bare(r: &AccessRecord) -> bool {
     let bare = AccessRecord {
@@ -250,6 +290,22 @@ mod tests {
             redacted: true,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_kept_head_catches_a_truncated_or_rewritten_log() {
+        let records = chain(5);
+        let kept = KeptCheckpoint {
+            log_id: "orex-gateway/test".into(),
+            log_size: 4,
+            head_hash: records[3].hash.clone(),
+        };
+        assert!(still_holds(&records, &[], &kept));
+        assert!(!still_holds(&records[..3], &[], &kept), "truncated");
+        let mut rewritten = chain(5);
+        rewritten[3].reason = "rewritten".into();
+        seal_record(&mut rewritten[3]);
+        assert!(!still_holds(&rewritten, &[], &kept), "rewritten");
     }
 
     #[test]
