@@ -212,16 +212,13 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                     "NOT VERIFIED: {} records were redacted although you expect the full scope",
                     v.redacted
                 ))
-            } else if let Some(k) = kept
-                .as_ref()
-                .filter(|k| !still_holds(&records, &checkpoints, k))
-            {
-                Some(format!(
-                    "BROKEN: the log no longer holds the checkpoint you kept (log {}, size {}, head {}): it was truncated or rewritten",
-                    k.log_id, k.log_size, k.head_hash
-                ))
             } else {
-                None
+                kept.as_ref()
+                    .filter(|k| !still_holds(&records, &checkpoints, k))
+                    .map(|k| format!(
+                        "BROKEN: the log no longer holds the checkpoint you kept (log {}, size {}, head {}): it was truncated or rewritten",
+                        k.log_id, k.log_size, k.head_hash
+                    ))
             };
             if let (None, Some(path), Some(newest)) = (&failure, &state, checkpoints.last()) {
                 let text = serde_json::to_vec_pretty(&KeptCheckpoint::from(newest))
