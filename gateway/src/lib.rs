@@ -52,7 +52,7 @@ pub const SERVICE_NAMES: [&str; 2] = [
 #[derive(Debug)]
 pub struct Prepared {
     policy: policy::PolicyHandle,
-    hangups: policy::HangupSignal,
+    hangups: orex_kit::reload::HangupSignal,
     audit: audit::AuditLog,
     tls: LoadedTls,
     sharing: Channel,
@@ -67,7 +67,7 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         &config.tokens.audience,
         config.tokens.leeway_seconds,
     )?;
-    let hangups = policy::HangupSignal::register()?;
+    let hangups = orex_kit::reload::HangupSignal::register()?;
     let tls = config.tls.load()?;
     let audit = audit::AuditLog::open(&config.audit)?;
     let backend = &config.backends.sharing;

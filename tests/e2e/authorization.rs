@@ -306,3 +306,34 @@ async fn a_member_cannot_hold_more_streams_open_than_its_cap() {
     .await;
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_member_added_to_the_policy_file_is_known_to_every_service_without_a_restart() {
+    let stack = Stack::spawn().await;
+    let mut us = stack.client("us-alice").await;
+    let to_canada = || publish_request(content(Marking::Amber, &["CA"], &[]));
+    let status = us.publish_report(to_canada()).await.unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "CA is not a member yet"
+    );
+
+    stack.edit_policy(|p| {
+        format!("{p}\n[[members]]\ncode = \"CA\"\nname = \"Canada\"\nkind = \"state\"\n")
+    });
+    // Both the gateway and the sharing service watch the file.
+    within(20, async {
+        loop {
+            match us.publish_report(to_canada()).await {
+                Ok(_) => break,
+                Err(s) if s.code() == Code::InvalidArgument => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(s) => panic!("{s:?}"),
+            }
+        }
+    })
+    .await;
+    stack.stop().await;
+}

@@ -7,6 +7,7 @@
 //! - [`identity`]: who is on the other end of a connection, from its certificate.
 //! - [`page_token`]: opaque, tamper-proof list page tokens.
 //! - [`forwarded`]: the verified principal passed from the gateway to a service.
+//! - [`reload`]: applying a changed config file on SIGHUP or file change.
 //! - [`server`]: run a gRPC server with health, reflection and graceful shutdown.
 //! - [`store`]: the sled store with group commit and a sequence-numbered event log.
 //! - [`stream`]: server streams that replay the event log, then follow it live.
@@ -19,6 +20,7 @@ pub mod error;
 pub mod forwarded;
 pub mod identity;
 pub mod page_token;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod store;

@@ -281,6 +281,23 @@ impl Partnership {
         })
     }
 
+    /// Parses and validates the bytes of the policy file at `path` (read by
+    /// the caller, once); relative key paths resolve against its folder.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| PolicyError::Parse {
+            path: path.to_owned(),
+            message: "not UTF-8".into(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(text, base).map_err(|e| match e {
+            PolicyError::Parse { message, .. } => PolicyError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
     /// Parses and validates policy text; `base` resolves relative key paths.
     pub fn parse(text: &str, base: &Path) -> Result<Self, PolicyError> {
         let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Parse {

@@ -40,7 +40,9 @@ pub const SERVICE_NAME: &str = "orex.sharing.v1.SharingService";
 #[derive(Debug)]
 pub struct Prepared {
     config: SharingConfig,
-    partnership: Arc<Partnership>,
+    partnership: service::SharedPartnership,
+    policy_file: orex_kit::reload::WatchedFile,
+    hangups: orex_kit::reload::HangupSignal,
     tls: ServerTlsConfig,
     store: store::ReportStore,
     tokens: Arc<PageTokens>,
@@ -49,8 +51,14 @@ pub struct Prepared {
 /// Loads the policy, checks the TLS files and opens the store. Must run
 /// inside a Tokio runtime (the store starts its flusher).
 pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
-    let partnership =
-        Arc::new(Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?);
+    let policy_bytes = std::fs::read(&config.policy)
+        .map_err(|e| KitError::Config(format!("policy {}: {e}", config.policy.display())))?;
+    let partnership = Arc::new(arc_swap::ArcSwap::from_pointee(
+        Partnership::from_bytes(&config.policy, &policy_bytes)
+            .map_err(|e| KitError::Config(e.to_string()))?,
+    ));
+    let policy_file = orex_kit::reload::WatchedFile::new(config.policy.clone(), &policy_bytes);
+    let hangups = orex_kit::reload::HangupSignal::register()?;
     let tls = config.tls.load()?.server();
     let store = store::ReportStore::open(&config.data_dir)
         .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
@@ -61,6 +69,8 @@ pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
     Ok(Prepared {
         config,
         partnership,
+        policy_file,
+        hangups,
         tls,
         store,
         tokens,
@@ -71,6 +81,22 @@ impl Prepared {
     /// Serves on `listener` until `shutdown` fires, then ends streams with a
     /// resumable status and flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
+        // The policy file is shared with the gateway: members, blocs and
+        // suspensions apply here too without a restart.
+        let partnership = self.partnership.clone();
+        let policy_file = self.policy_file;
+        let hangups = self.hangups;
+        let watch_shutdown = shutdown.clone();
+        shutdown.spawn(async move {
+            policy_file
+                .watch(hangups, watch_shutdown, |bytes| {
+                    let fresh = Partnership::from_bytes(policy_file.path(), bytes)
+                        .map_err(|e| KitError::Config(e.to_string()))?;
+                    partnership.store(Arc::new(fresh));
+                    Ok(())
+                })
+                .await
+        });
         let sharing = service::Sharing::new(
             self.store.clone(),
             self.partnership,

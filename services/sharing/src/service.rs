@@ -33,16 +33,19 @@ const MAX_SCAN: usize = 10_000;
 #[derive(Debug, Clone)]
 pub struct Sharing {
     store: ReportStore,
-    partnership: Arc<Partnership>,
+    partnership: SharedPartnership,
     tokens: Arc<PageTokens>,
     shutdown: Shutdown,
 }
+
+/// The partnership policy in force; replaced whole when the file changes.
+pub type SharedPartnership = Arc<arc_swap::ArcSwap<Partnership>>;
 
 impl Sharing {
     /// Builds the service over an opened store.
     pub fn new(
         store: ReportStore,
-        partnership: Arc<Partnership>,
+        partnership: SharedPartnership,
         tokens: Arc<PageTokens>,
         shutdown: Shutdown,
     ) -> Self {
@@ -57,7 +60,7 @@ impl Sharing {
     fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<Principal, SharingError> {
         let who =
             principal_of(req).map_err(|s| SharingError::Unauthenticated(s.message().to_owned()))?;
-        if !self.partnership.is_active_member(&who.member) {
+        if !self.partnership.load().is_active_member(&who.member) {
             return Err(SharingError::PermissionDenied(format!(
                 "member {} is not an active member of the partnership",
                 who.member
@@ -97,7 +100,7 @@ impl Sharing {
     fn visible(&self, who: &Principal, r: &Report) -> bool {
         let Some(c) = &r.content else { return false };
         let author = r.author.clone().unwrap_or_default();
-        self.partnership.can_see(
+        self.partnership.load().can_see(
             who,
             &Audience {
                 marking: c.marking(),
@@ -134,6 +137,7 @@ impl Sharing {
     /// every member (as an unnamed principal) and every named principal
     /// covers every possible reader.
     fn audience_only_shrinks(&self, old: &Report, new: &ReportContent) -> Result<(), SharingError> {
+        let partnership = self.partnership.load();
         let author = old.author.clone().unwrap_or_default();
         let old_c = old.content.clone().unwrap_or_default();
         let audience = |c: &ReportContent| -> (Marking, Vec<String>, Vec<PrincipalRef>) {
@@ -157,7 +161,7 @@ impl Sharing {
             recipient_members: &nrm,
             recipient_principals: &nrp,
         };
-        let unnamed = self.partnership.members().map(|m| Principal {
+        let unnamed = partnership.members().map(|m| Principal {
             member: m.code.clone(),
             subject: "\0unnamed".into(),
             roles: vec![],
@@ -168,9 +172,7 @@ impl Sharing {
             roles: vec![],
         });
         for reader in unnamed.chain(named) {
-            if self.partnership.can_see(&reader, &new_a)
-                && !self.partnership.can_see(&reader, &old_a)
-            {
+            if partnership.can_see(&reader, &new_a) && !partnership.can_see(&reader, &old_a) {
                 return Err(SharingError::invalid(
                     "content",
                     format!(
@@ -203,7 +205,10 @@ impl Sharing {
 
     fn breaches_no_export_ban(&self, c: &ReportContent) -> bool {
         c.category() == Category::ExportRestriction
-            && self.partnership.is_partner_country(&c.origin_country)
+            && self
+                .partnership
+                .load()
+                .is_partner_country(&c.origin_country)
     }
 }
 
@@ -260,7 +265,7 @@ impl SharingService for Sharing {
         let who = self.caller(&req, Role::Reporter)?;
         let req = req.into_inner();
         validate::request_id(&req.request_id)?;
-        validate::content(req.content.as_ref(), &self.partnership)?;
+        validate::content(req.content.as_ref(), &self.partnership.load())?;
         let key = RequestKey {
             who: &who,
             request_id: &req.request_id,
@@ -302,7 +307,7 @@ impl SharingService for Sharing {
         let req = req.into_inner();
         validate::request_id(&req.request_id)?;
         validate::report_id(&req.report_id)?;
-        validate::content(req.content.as_ref(), &self.partnership)?;
+        validate::content(req.content.as_ref(), &self.partnership.load())?;
         validate::note("note", &req.note, false)?;
         if req.expected_version == 0 {
             return Err(SharingError::invalid(

@@ -1,0 +1,125 @@
+//! Reloading a configuration file without a restart: on SIGHUP, and when
+//! its content changes (polled every [`POLL_INTERVAL`]). Each attempt reads
+//! the file once and hands exactly those bytes to the caller's `apply`; a
+//! refused file is remembered, so it is not retried until it changes again.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::{KitError, Shutdown};
+
+/// How often a watched file is checked for changes.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// SIGHUP, registered once at start (a SIGHUP before registration would
+/// terminate the process).
+#[derive(Debug)]
+pub struct HangupSignal {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl HangupSignal {
+    /// Registers the handler; fails if the OS refuses. Call it inside a
+    /// Tokio runtime, before serving.
+    pub fn register() -> Result<Self, KitError> {
+        Ok(Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| KitError::Config(format!("cannot handle SIGHUP: {e}")))?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            if self.signal.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    }
+}
+
+/// A file whose content is applied on change.
+#[derive(Debug)]
+pub struct WatchedFile {
+    path: PathBuf,
+    /// SHA-256 of the content last applied or refused; held while applying,
+    /// so applications are serialised.
+    digest: Mutex<[u8; 32]>,
+}
+
+impl WatchedFile {
+    /// Watches `path`, whose `current` content is already in force.
+    pub fn new(path: PathBuf, current: &[u8]) -> Self {
+        Self {
+            path,
+            digest: Mutex::new(Sha256::digest(current).into()),
+        }
+    }
+
+    /// The watched path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads the file and applies it with `apply`.
+    pub fn reload(
+        &self,
+        apply: impl FnOnce(&[u8]) -> Result<(), KitError>,
+    ) -> Result<(), KitError> {
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| KitError::Config(format!("{}: {e}", self.path.display())))?;
+        self.apply(&bytes, apply)
+    }
+
+    fn apply(
+        &self,
+        bytes: &[u8],
+        apply: impl FnOnce(&[u8]) -> Result<(), KitError>,
+    ) -> Result<(), KitError> {
+        let mut digest = self.digest.lock().unwrap_or_else(|e| e.into_inner());
+        *digest = Sha256::digest(bytes).into();
+        apply(bytes)
+    }
+
+    fn changed(&self) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(&self.path).ok()?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        (digest != *self.digest.lock().unwrap_or_else(|e| e.into_inner())).then_some(bytes)
+    }
+
+    /// Applies the file on SIGHUP and whenever its content changes, until
+    /// shutdown. A refusal is logged; what is in force stays in force.
+    pub async fn watch(
+        &self,
+        mut hangups: HangupSignal,
+        shutdown: Shutdown,
+        apply: impl Fn(&[u8]) -> Result<(), KitError>,
+    ) {
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = hangups.recv() => ("SIGHUP", self.reload(&apply)),
+                _ = tokio::time::sleep(POLL_INTERVAL) => match self.changed() {
+                    Some(bytes) => ("file changed", self.apply(&bytes, &apply)),
+                    None => continue,
+                },
+            };
+            match outcome {
+                (reason, Ok(())) => tracing::info!(reason, path = %self.path.display(), "reloaded"),
+                (reason, Err(e)) => tracing::error!(
+                    reason,
+                    path = %self.path.display(),
+                    error = %e,
+                    "new content refused; the previous one stays in force"
+                ),
+            }
+        }
+    }
+}
