@@ -66,6 +66,19 @@ pub fn link_hash(prev_hash: &str, content_hash: &str) -> Option<String> {
     Some(hex::encode(h.finalize()))
 }
 
+/// The copy of a record served outside an auditor's scope: its index and
+/// the three hashes, nothing else, so the chain can be recomputed across it.
+pub fn redacted(r: &AccessRecord) -> AccessRecord {
+    AccessRecord {
+        index: r.index,
+        prev_hash: r.prev_hash.clone(),
+        hash: r.hash.clone(),
+        content_hash: r.content_hash.clone(),
+        redacted: true,
+        ..Default::default()
+    }
+}
+
 /// Fills in `content_hash` and `hash` of a record whose `prev_hash` is set.
 pub fn seal_record(record: &mut AccessRecord) {
     record.redacted = false;

@@ -14,6 +14,7 @@ use orex_proto::audit::v1::audit_service_server::AuditService;
 use orex_proto::audit::v1::*;
 use tonic::{Code, Request, Response, Status};
 
+use crate::audit::log::redacted;
 use crate::door::{Door, Pass};
 use crate::error::GatewayError;
 
@@ -48,17 +49,6 @@ pub fn in_scope(partnership: &Partnership, who: &Principal, record: &AccessRecor
     partnership.is_partnership_auditor(who)
         || record.member == who.member
         || record.resource_owner_members.contains(&who.member)
-}
-
-fn redacted(r: &AccessRecord) -> AccessRecord {
-    AccessRecord {
-        index: r.index,
-        prev_hash: r.prev_hash.clone(),
-        hash: r.hash.clone(),
-        content_hash: r.content_hash.clone(),
-        redacted: true,
-        ..Default::default()
-    }
 }
 
 fn matches(f: &AccessRecordFilter, r: &AccessRecord) -> bool {

@@ -6,7 +6,7 @@
 use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use orex_proto::audit::v1::{AccessRecord, Checkpoint};
 
-use super::log::{ZERO_HASH, checkpoint_payload, content_hash, link_hash, rfc3339};
+use super::log::{ZERO_HASH, checkpoint_payload, content_hash, link_hash, redacted, rfc3339};
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,15 +163,7 @@ pub fn still_holds(
 
 /// True when a redacted copy holds nothing but its index and hashes.
 fn is_bare(r: &AccessRecord) -> bool {
-    let bare = AccessRecord {
-        index: r.index,
-        prev_hash: r.prev_hash.clone(),
-        hash: r.hash.clone(),
-        content_hash: r.content_hash.clone(),
-        redacted: true,
-        ..Default::default()
-    };
-    *r == bare
+    *r == redacted(r)
 }
 
 /// Verifies `records` (indices 0.. in order) against `checkpoints` with the
@@ -281,17 +273,6 @@ mod tests {
             .collect()
     }
 
-    fn redact(r: &AccessRecord) -> AccessRecord {
-        AccessRecord {
-            index: r.index,
-            prev_hash: r.prev_hash.clone(),
-            hash: r.hash.clone(),
-            content_hash: r.content_hash.clone(),
-            redacted: true,
-            ..Default::default()
-        }
-    }
-
     #[test]
     fn a_kept_head_catches_a_truncated_or_rewritten_log() {
         let records = chain(5);
@@ -311,8 +292,8 @@ mod tests {
     #[test]
     fn redacted_copies_still_verify() {
         let mut records = chain(5);
-        records[1] = redact(&records[1]);
-        records[3] = redact(&records[3]);
+        records[1] = redacted(&records[1]);
+        records[3] = redacted(&records[3]);
         let v = verify(&records, &[], &[0; 32]);
         assert_eq!(v.problem, None);
         assert_eq!(v.redacted, 2);
@@ -321,7 +302,7 @@ mod tests {
     #[test]
     fn a_redacted_copy_with_invented_contents_is_caught() {
         let mut records = chain(3);
-        let mut forged = redact(&records[1]);
+        let mut forged = redacted(&records[1]);
         forged.member = "DE".into();
         forged.reason = "invented".into();
         records[1] = forged;
@@ -337,7 +318,7 @@ mod tests {
         records[1].reason = "rewritten".into();
         seal_record(&mut records[1]);
         // The attacker points the redacted neighbour at the new hash.
-        let mut next = redact(&records[2]);
+        let mut next = redacted(&records[2]);
         next.prev_hash = records[1].hash.clone();
         records[2] = next;
         assert_eq!(
