@@ -267,16 +267,29 @@ impl DevLayout {
     }
 }
 
-/// Generates the PKI and issuer keys if the folder has none, and (re)writes
-/// the config files and client bundles for `ports`. Existing certificates,
-/// keys and data are kept, so `orex up` can be run again and again.
+/// Generates the PKI and issuer keys if the folder has none, writes the
+/// config files for `ports` if they are missing, and (re)writes the client
+/// bundles with fresh tokens. Existing certificates, keys, configs (with the
+/// operator's edits) and data are kept, so `orex up` can be run again and
+/// again; the ports in existing configs win over `ports`.
 pub fn init(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     if !layout.has_pki() {
         generate_pki(layout)?;
     }
-    write_configs(layout, ports)?;
-    write_bundles(layout, ports)?;
+    let configs = ["policy.toml", "sharing.toml", "gateway.toml"];
+    if !configs.iter().all(|c| layout.config(c).is_file()) {
+        write_configs(layout, ports)?;
+    }
+    let gateway = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
+    write_bundles(layout, gateway.listen.port())?;
     Ok(())
+}
+
+/// The addresses the dev folder's configs listen on (gateway, sharing).
+pub fn listen_addresses(layout: &DevLayout) -> Result<(SocketAddr, SocketAddr), CliError> {
+    let gateway = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
+    let sharing = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
+    Ok((gateway.listen, sharing.listen))
 }
 
 fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
@@ -419,13 +432,13 @@ checkpoint_interval_seconds = 10
     Ok(())
 }
 
-fn write_bundles(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+fn write_bundles(layout: &DevLayout, gateway_port: u16) -> Result<(), CliError> {
     let ca = read(&layout.ca_cert())?;
     for p in DEMO_PRINCIPALS {
         let dir = layout.bundle(p.bundle);
         write(&dir.join("ca.pem"), &ca, false)?;
         let file = BundleFile {
-            gateway: format!("https://127.0.0.1:{}", ports.gateway),
+            gateway: format!("https://127.0.0.1:{gateway_port}"),
             server_name: "gateway".into(),
             member: p.member.into(),
             subject: p.subject.into(),

@@ -53,18 +53,15 @@ impl Authenticator {
                 )));
             }
         };
-        let Some(m) = self.partnership.member(&member) else {
+        if self.partnership.member(&member).is_none() {
             return Err(unauth(format!(
                 "certificate names member {member}, which is not in the partnership policy"
             )));
-        };
+        }
         let token = bearer(req)?;
         let verified = self.tokens.verify(&member, token, &peer.cert_sha256)?;
-        if !m.is_active() {
-            return Err(GatewayError::PermissionDenied(format!(
-                "member {member} is suspended"
-            )));
-        }
+        // Suspension is an authorisation decision: the door checks it once
+        // the principal is known, so the refusal is recorded with who it was.
         Ok(Caller {
             principal: verified.principal,
             cert_fingerprint: peer.fingerprint_hex(),

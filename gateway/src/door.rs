@@ -197,6 +197,15 @@ impl Door {
             .as_deref()
             .map(recordable_id)
             .unwrap_or_default();
+        if !policy
+            .partnership
+            .is_active_member(&caller.principal.member)
+        {
+            return Err(GatewayError::PermissionDenied(format!(
+                "member {} is suspended",
+                caller.principal.member
+            )));
+        }
         let permission = method.trim_start_matches('/');
         let permissions = policy.partnership.permissions();
         let Some(granting) = caller

@@ -114,6 +114,31 @@ async fn a_suspended_member_is_refused_everywhere_and_others_are_not() {
         .unwrap();
     let status = within(10, open_stream.next()).await.unwrap().unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+
+    // The refusals are recorded with who was refused.
+    let mut oversight = orex_cli::bundle::Connection::open(&stack.bundle("us-oversight"))
+        .await
+        .unwrap()
+        .audit();
+    let refused = oversight
+        .query_access_records(QueryAccessRecordsRequest {
+            filter: Some(orex_proto::audit::v1::AccessRecordFilter {
+                member: "JP".into(),
+                decision: orex_proto::audit::v1::AccessDecision::Deny as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .records;
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.subject == "kenji" && r.reason.contains("suspended")),
+        "{refused:?}"
+    );
     stack.stop().await;
 }
 

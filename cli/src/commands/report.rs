@@ -58,7 +58,8 @@ pub struct PublishArgs {
     /// Severity 1 (minor) to 5 (critical).
     #[arg(long)]
     pub severity: u32,
-    /// Origin country, ISO 3166-1 alpha-2 (CN, CD, …).
+    /// Origin country as an ISO 3166-1 alpha-2 code (CN, CD, …); the service
+    /// checks its form (two capital letters), not the ISO list.
     #[arg(long)]
     pub origin: String,
     /// TLP marking: clear, green, amber, amber-strict, red.
@@ -106,6 +107,11 @@ pub struct ListArgs {
 
 /// Runs a report subcommand with the bundle in `bundle`.
 pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
+    // Mistyped words are reported before anything connects.
+    let content = match &cmd {
+        ReportCommand::Publish(a) => Some(content_from(a)?),
+        _ => None,
+    };
     let conn = Connection::open(bundle).await?;
     let mut client = conn.sharing();
     match cmd {
@@ -115,7 +121,7 @@ pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
                     .request_id
                     .clone()
                     .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                content: Some(content_from(&a)?),
+                content,
             };
             let resp = client.publish_report(req).await?.into_inner();
             let r = resp.report.unwrap_or_default();
@@ -251,13 +257,54 @@ fn content_from(a: &PublishArgs) -> Result<ReportContent, CliError> {
 }
 
 /// Parses `gallium` / `amber-strict` as `MINERAL_GALLIUM` / `MARKING_AMBER_STRICT`.
-fn parse_enum<E>(prefix: &str, s: &str, from: fn(&str) -> Option<E>) -> Result<E, CliError> {
+fn parse_enum<E: ProtoEnum>(
+    prefix: &str,
+    s: &str,
+    from: fn(&str) -> Option<E>,
+) -> Result<E, CliError> {
     let name = format!(
         "{prefix}_{}",
         s.trim().to_uppercase().replace(['-', ' ', '+'], "_")
     );
-    from(&name).ok_or_else(|| CliError::Invalid(format!("unknown {} {s:?}", prefix.to_lowercase())))
+    from(&name)
+        .filter(|e| e.name() != format!("{prefix}_UNSPECIFIED"))
+        .ok_or_else(|| {
+            let choices: Vec<String> = (1..128)
+                .filter_map(E::from_number)
+                .map(|e| {
+                    strip(e.name(), &format!("{prefix}_"))
+                        .to_lowercase()
+                        .replace('_', "-")
+                })
+                .collect();
+            CliError::Invalid(format!(
+                "unknown {} {s:?}; choose one of: {}",
+                prefix.to_lowercase(),
+                choices.join(", ")
+            ))
+        })
 }
+
+/// The generated protobuf enums the CLI parses from words.
+trait ProtoEnum: Sized {
+    fn from_number(n: i32) -> Option<Self>;
+    fn name(&self) -> &'static str;
+}
+
+macro_rules! proto_enum {
+    ($($t:ty),*) => {$(
+        impl ProtoEnum for $t {
+            fn from_number(n: i32) -> Option<Self> {
+                Self::try_from(n).ok()
+            }
+            fn name(&self) -> &'static str {
+                self.as_str_name()
+            }
+        }
+    )*};
+}
+
+proto_enum!(Mineral, Stage, Category, Marking);
 
 fn strip<'a>(s: &'a str, prefix: &str) -> &'a str {
     s.strip_prefix(prefix).unwrap_or(s)

@@ -1,7 +1,5 @@
 //! `orex up`: the whole system on this machine, in one command.
 
-use std::net::{Ipv4Addr, SocketAddr};
-
 use orex_kit::Shutdown;
 
 use crate::CliError;
@@ -10,12 +8,14 @@ use crate::devstack::{self, DEMO_PRINCIPALS, DevLayout, Ports};
 /// Generates what is missing in `layout`, starts every service and the
 /// gateway, prints where everything is, and runs until Ctrl-C or SIGTERM.
 pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+    let fresh = !layout.config("gateway.toml").is_file();
     devstack::init(layout, ports)?;
+    // Configs written by an earlier run (and any edits to them) are kept.
+    let (gateway_addr, sharing_addr) = devstack::listen_addresses(layout)?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
-    let local = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let sharing_listener = devstack::bind(local(ports.sharing)).await?;
-    let gateway_listener = devstack::bind(local(ports.gateway)).await?;
+    let sharing_listener = devstack::bind(sharing_addr).await?;
+    let gateway_listener = devstack::bind(gateway_addr).await?;
     let mut sharing = devstack::spawn_sharing(layout, sharing_listener, shutdown.clone())?;
     let mut gateway = match devstack::spawn_gateway(layout, gateway_listener, shutdown.clone()) {
         Ok((g, _)) => g,
@@ -28,16 +28,16 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
 
     let root = layout.root().display();
     println!("orex dev stack is up (Ctrl-C stops it)\n");
-    println!(
-        "  gateway   https://127.0.0.1:{}   (members connect here)",
-        ports.gateway
-    );
-    println!(
-        "  sharing   https://127.0.0.1:{}   (gateway only)",
-        ports.sharing
-    );
+    println!("  gateway   https://{gateway_addr}   (members connect here)");
+    println!("  sharing   https://{sharing_addr}   (gateway only)");
     println!("  data      {root}/data");
-    println!("  configs   {root}/config");
+    if fresh {
+        println!("  configs   {root}/config   (generated; edits are kept across runs)");
+    } else {
+        println!(
+            "  configs   {root}/config   (kept from an earlier run; delete them to regenerate)"
+        );
+    }
     println!("  CA        {}", layout.ca_cert().display());
     println!(
         "  audit key {}   (public half, for `orex audit verify`)",
@@ -46,7 +46,7 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     println!("\n  client bundles (CA, certificate, key, token valid 8 h):");
     for p in DEMO_PRINCIPALS {
         println!(
-            "    {:<10} {}  member {} subject {} roles {}",
+            "    {:<12} {}  member {} subject {} roles {}",
             p.bundle,
             layout.bundle(p.bundle).display(),
             p.member,
