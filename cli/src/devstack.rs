@@ -271,8 +271,9 @@ impl DevLayout {
 /// config files for `ports` if they are missing, and (re)writes the client
 /// bundles with fresh tokens. Existing certificates, keys, configs (with the
 /// operator's edits) and data are kept, so `orex up` can be run again and
-/// again; the ports in existing configs win over `ports`.
-pub fn init(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+/// again; the ports in existing configs win over `ports`. Returns the
+/// addresses the configs listen on (gateway, sharing).
+pub fn init(layout: &DevLayout, ports: Ports) -> Result<(SocketAddr, SocketAddr), CliError> {
     if !layout.has_pki() {
         generate_pki(layout)?;
     }
@@ -281,14 +282,8 @@ pub fn init(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
         write_configs(layout, ports)?;
     }
     let gateway = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
-    write_bundles(layout, gateway.listen.port())?;
-    Ok(())
-}
-
-/// The addresses the dev folder's configs listen on (gateway, sharing).
-pub fn listen_addresses(layout: &DevLayout) -> Result<(SocketAddr, SocketAddr), CliError> {
-    let gateway = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
     let sharing = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
+    write_bundles(layout, gateway.listen.port())?;
     Ok((gateway.listen, sharing.listen))
 }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use orex_kit::identity::{PeerIdentity, peer_of};
+use orex_membership::{Partnership, Principal};
 use orex_proto::audit::v1::{AccessDecision, AccessRecord, AccessRecordKind};
 use prost_types::Timestamp;
 use sha2::{Digest, Sha256};
@@ -197,38 +198,7 @@ impl Door {
             .as_deref()
             .map(recordable_id)
             .unwrap_or_default();
-        if !policy
-            .partnership
-            .is_active_member(&caller.principal.member)
-        {
-            return Err(GatewayError::PermissionDenied(format!(
-                "member {} is suspended",
-                caller.principal.member
-            )));
-        }
-        let permission = method.trim_start_matches('/');
-        let permissions = policy.partnership.permissions();
-        let Some(granting) = caller
-            .principal
-            .roles
-            .iter()
-            .find(|r| permissions.allows(&[**r], permission))
-        else {
-            let needed: Vec<String> = permissions
-                .roles_for(permission)
-                .iter()
-                .map(|r| r.to_string())
-                .collect();
-            return Err(GatewayError::PermissionDenied(format!(
-                "{permission} needs the {} role",
-                if needed.is_empty() {
-                    "(no role may call it)".to_owned()
-                } else {
-                    needed.join(" or ")
-                }
-            )));
-        };
-        let rule = format!("allowed: role {granting} may call {permission}");
+        let rule = authorise(&policy.partnership, &caller.principal, method)?;
         let slot = if class == orex_membership::MethodClass::Stream {
             let member = &caller.principal.member;
             let slot = self
@@ -245,6 +215,44 @@ impl Door {
         };
         Ok((caller, rule, slot))
     }
+}
+
+/// May `who` call `method` under `partnership`: an active member, and a role
+/// the policy grants the method to. `Ok` names the granting rule. The door
+/// asks at admission; open streams ask again as the policy changes.
+pub fn authorise(
+    partnership: &Partnership,
+    who: &Principal,
+    method: &str,
+) -> Result<String, GatewayError> {
+    if !partnership.is_active_member(&who.member) {
+        return Err(GatewayError::PermissionDenied(format!(
+            "member {} is suspended",
+            who.member
+        )));
+    }
+    let permission = method.trim_start_matches('/');
+    let permissions = partnership.permissions();
+    let Some(granting) = who
+        .roles
+        .iter()
+        .find(|r| permissions.allows(&[**r], permission))
+    else {
+        let needed: Vec<String> = permissions
+            .roles_for(permission)
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        return Err(GatewayError::PermissionDenied(format!(
+            "{permission} needs the {} role",
+            if needed.is_empty() {
+                "(no role may call it)".to_owned()
+            } else {
+                needed.join(" or ")
+            }
+        )));
+    };
+    Ok(format!("allowed: role {granting} may call {permission}"))
 }
 
 impl Pass {

@@ -3,7 +3,7 @@
 //! member's token expires, the member is suspended or loses the permission,
 //! and outcome records summarising what was delivered and withheld.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
 use orex_kit::Shutdown;
@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
-use crate::door::{Pass, Touched};
+use crate::door::{Pass, Touched, authorise};
 use crate::policy::{Policy, PolicyHandle};
+use crate::tokens::unix_now;
 
 /// How long a final status may wait for a client that is not reading.
 const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
@@ -50,27 +51,6 @@ pub fn sanitized(status: Status) -> Status {
     }
 }
 
-/// Why a relay stops early, if it must.
-fn still_allowed(live: &Policy, pass: &Pass, method: &str) -> Result<(), Status> {
-    let member = &pass.caller.principal.member;
-    if !live.partnership.is_active_member(member) {
-        return Err(Status::permission_denied(format!(
-            "member {member} is suspended"
-        )));
-    }
-    let permission = method.trim_start_matches('/');
-    if !live
-        .partnership
-        .permissions()
-        .allows(&pass.caller.principal.roles, permission)
-    {
-        return Err(Status::permission_denied(format!(
-            "{permission} is no longer granted to your roles"
-        )));
-    }
-    Ok(())
-}
-
 /// Relays `upstream` (a stream of `method`) to the member. `screen` returns
 /// the report an event carries if the caller may see it under the live
 /// policy, or `None` to withhold the event.
@@ -87,12 +67,8 @@ where
     F: Fn(&Policy, &Pass, &T) -> Option<Touched> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let expiry = tokio::time::Instant::now()
-        + Duration::from_secs(pass.caller.expires_at.saturating_sub(now));
+        + Duration::from_secs(pass.caller.expires_at.saturating_sub(unix_now()));
     let tracker = shutdown.clone();
     tracker.spawn(async move {
         let (mut delivered, mut withheld) = (0u64, 0u64);
@@ -113,7 +89,7 @@ where
                 item = upstream.next() => match item {
                     Some(Ok(event)) => {
                         let live = policy.current();
-                        if let Err(s) = still_allowed(&live, &pass, &method) {
+                        if let Err(s) = authorise(&live.partnership, &pass.caller.principal, &method).map_err(Status::from) {
                             break Err(s);
                         }
                         let Some(report) = screen(&live, &pass, &event) else {
@@ -143,7 +119,7 @@ where
                     None => break Ok(()),
                 },
                 _ = recheck.tick() => {
-                    if let Err(s) = still_allowed(&policy.current(), &pass, &method) {
+                    if let Err(s) = authorise(&policy.current().partnership, &pass.caller.principal, &method).map_err(Status::from) {
                         break Err(s);
                     }
                 }

@@ -107,6 +107,36 @@ fn screen_one(
     }
 }
 
+/// Answers that carry one report.
+trait OneReport {
+    fn report(&mut self) -> &mut Option<Report>;
+}
+
+macro_rules! one_report {
+    ($($t:ty),*) => {$(
+        impl OneReport for $t {
+            fn report(&mut self) -> &mut Option<Report> {
+                &mut self.report
+            }
+        }
+    )*};
+}
+
+one_report!(
+    PublishReportResponse,
+    AmendReportResponse,
+    ResolveReportResponse,
+    RetractReportResponse,
+    GetReportResponse
+);
+
+/// Screens a one-report answer with [`screen_one`].
+fn screen_single<R: OneReport>(pass: &Pass, mut resp: R) -> Result<(R, Vec<Touched>), Status> {
+    let (report, seen) = screen_one(pass, resp.report().take())?;
+    *resp.report() = report;
+    Ok((resp, seen))
+}
+
 /// Keeps the reports the caller may see; the count says how many were withheld.
 fn screen_many(pass: &Pass, reports: Vec<Report>) -> (Vec<Report>, usize) {
     let before = reports.len();
@@ -133,11 +163,7 @@ impl SharingService for SharingGateway {
             req,
             resources,
             |mut c, r| async move { c.publish_report(r).await },
-            |p, mut resp| {
-                let (report, seen) = screen_one(p, resp.report.take())?;
-                resp.report = report;
-                Ok((resp, seen))
-            },
+            screen_single,
         )
         .await
     }
@@ -152,11 +178,7 @@ impl SharingService for SharingGateway {
             req,
             resources,
             |mut c, r| async move { c.amend_report(r).await },
-            |p, mut resp| {
-                let (report, seen) = screen_one(p, resp.report.take())?;
-                resp.report = report;
-                Ok((resp, seen))
-            },
+            screen_single,
         )
         .await
     }
@@ -171,11 +193,7 @@ impl SharingService for SharingGateway {
             req,
             resources,
             |mut c, r| async move { c.resolve_report(r).await },
-            |p, mut resp| {
-                let (report, seen) = screen_one(p, resp.report.take())?;
-                resp.report = report;
-                Ok((resp, seen))
-            },
+            screen_single,
         )
         .await
     }
@@ -190,11 +208,7 @@ impl SharingService for SharingGateway {
             req,
             resources,
             |mut c, r| async move { c.retract_report(r).await },
-            |p, mut resp| {
-                let (report, seen) = screen_one(p, resp.report.take())?;
-                resp.report = report;
-                Ok((resp, seen))
-            },
+            screen_single,
         )
         .await
     }
@@ -209,11 +223,7 @@ impl SharingService for SharingGateway {
             req,
             resources,
             |mut c, r| async move { c.get_report(r).await },
-            |p, mut resp| {
-                let (report, seen) = screen_one(p, resp.report.take())?;
-                resp.report = report;
-                Ok((resp, seen))
-            },
+            screen_single,
         )
         .await
     }

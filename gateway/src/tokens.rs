@@ -293,7 +293,8 @@ fn decoding_key(a: TokenAlgorithm, pem: &[u8]) -> jsonwebtoken::errors::Result<D
     }
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch, as token times are written.
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -9,9 +9,8 @@ use crate::devstack::{self, DEMO_PRINCIPALS, DevLayout, Ports};
 /// gateway, prints where everything is, and runs until Ctrl-C or SIGTERM.
 pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     let fresh = !layout.config("gateway.toml").is_file();
-    devstack::init(layout, ports)?;
     // Configs written by an earlier run (and any edits to them) are kept.
-    let (gateway_addr, sharing_addr) = devstack::listen_addresses(layout)?;
+    let (gateway_addr, sharing_addr) = devstack::init(layout, ports)?;
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let sharing_listener = devstack::bind(sharing_addr).await?;

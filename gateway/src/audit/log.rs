@@ -127,6 +127,9 @@ struct Inner {
     unsigned: tokio::sync::Notify,
     /// Log size covered by the newest checkpoint (cached: read on every append).
     signed: AtomicU64,
+    /// `hash` of the newest record (the next record's `prev_hash`); only
+    /// touched inside the event log's serialised commit.
+    head: std::sync::Mutex<String>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -168,9 +171,15 @@ impl AuditLog {
             Some((_, v)) => decode_value::<Checkpoint>(&v)?.log_size,
             None => 0,
         };
+        let log = EventLog::open(&store, "audit_records")?;
+        let head = match log.tree().last()? {
+            Some((_, v)) => decode_value::<AccessRecord>(&v)?.hash,
+            None => ZERO_HASH.to_owned(),
+        };
         Ok(Self {
             inner: Arc::new(Inner {
-                log: EventLog::open(&store, "audit_records")?,
+                log,
+                head: std::sync::Mutex::new(head),
                 checkpoints,
                 signed: AtomicU64::new(signed),
                 store,
@@ -206,24 +215,13 @@ impl AuditLog {
         let log = &self.inner.log;
         let stored = log
             .commit(&self.inner.store, |seq| {
-                let prev_hash = if seq == 1 {
-                    ZERO_HASH.to_owned()
-                } else {
-                    match log.tree().get(seq_key(seq - 1))? {
-                        Some(v) => decode_value::<AccessRecord>(&v)?.hash,
-                        None => {
-                            return Err(AuditError::Store(KitError::Corrupt(format!(
-                                "access record {} is missing",
-                                seq - 2
-                            ))));
-                        }
-                    }
-                };
+                let mut head = self.inner.head.lock().unwrap_or_else(|e| e.into_inner());
                 record.index = seq - 1;
-                record.prev_hash = prev_hash;
+                record.prev_hash = head.clone();
                 seal_record(&mut record);
                 log.tree().insert(seq_key(seq), encode_value(&record))?;
-                Ok(Write::Appended(record.clone()))
+                head.clone_from(&record.hash);
+                Ok::<_, AuditError>(Write::Appended(record.clone()))
             })
             .await?;
         if (self.size() - self.signed_size()) >= self.inner.every_records {

@@ -72,9 +72,13 @@ fn matches(f: &AccessRecordFilter, r: &AccessRecord) -> bool {
 
 /// Page tokens are bound to the method, the caller and the query.
 fn context(method: &str, who: &Principal, what: &[u8]) -> Vec<u8> {
-    let mut c = format!("v1\0{method}\0{}\0{}\0", who.member, who.subject).into_bytes();
-    c.extend_from_slice(what);
-    c
+    orex_kit::page_token::context(&[
+        b"v1",
+        method.as_bytes(),
+        who.member.as_bytes(),
+        who.subject.as_bytes(),
+        what,
+    ])
 }
 
 fn page_size(requested: u32, default: u32, max: u32) -> Result<u64, GatewayError> {

@@ -27,6 +27,12 @@ impl std::fmt::Debug for PageTokens {
     }
 }
 
+/// The context a token is bound to: its parts joined by NUL bytes
+/// (typically the method, the caller and the encoded query).
+pub fn context(parts: &[&[u8]]) -> Vec<u8> {
+    parts.join(&0u8)
+}
+
 impl PageTokens {
     /// Loads the service's token key from its store, creating it once.
     pub fn open_or_create(store: &Store) -> Result<Self, KitError> {

@@ -76,13 +76,7 @@ impl Sharing {
 
     /// Page tokens are bound to the caller and to what they page through.
     fn token_context(who: &Principal, what: &[u8]) -> Vec<u8> {
-        let mut c = Vec::with_capacity(who.member.len() + who.subject.len() + what.len() + 2);
-        c.extend_from_slice(who.member.as_bytes());
-        c.push(0);
-        c.extend_from_slice(who.subject.as_bytes());
-        c.push(0);
-        c.extend_from_slice(what);
-        c
+        orex_kit::page_token::context(&[who.member.as_bytes(), who.subject.as_bytes(), what])
     }
 
     fn open_token(&self, context: &[u8], token: &str) -> Result<Option<Vec<u8>>, SharingError> {
