@@ -101,6 +101,15 @@ pub struct Connection {
 impl Connection {
     /// Connects to the bundle's gateway with its certificate and token.
     pub async fn open(dir: &Path) -> Result<Self, CliError> {
+        Self::open_tuned(dir, |e| e).await
+    }
+
+    /// Like [`open`](Self::open), with `tune` applied to the endpoint after
+    /// orex's own settings (window sizes in tests, say).
+    pub async fn open_tuned(
+        dir: &Path,
+        tune: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> Result<Self, CliError> {
         let file = BundleFile::read(dir)?;
         let token = String::from_utf8_lossy(&read(&dir.join("token.jwt"))?).into_owned();
         let tls = ClientTlsConfig::new()
@@ -110,8 +119,9 @@ impl Connection {
                 read(&dir.join("key.pem"))?,
             ))
             .domain_name(file.server_name.clone());
-        let channel = Endpoint::from_shared(file.gateway.clone())
-            .map_err(|e| CliError::Invalid(format!("bundle gateway address: {e}")))?
+        let endpoint = Endpoint::from_shared(file.gateway.clone())
+            .map_err(|e| CliError::Invalid(format!("bundle gateway address: {e}")))?;
+        let channel = tune(orex_kit::transport::dial(endpoint))
             .tls_config(tls)?
             .connect()
             .await?;

@@ -390,6 +390,16 @@ allowed_workloads = ["gateway"]
 ca = "../pki/ca.pem"
 cert = "../pki/workloads/sharing.pem"
 key = "../pki/workloads/sharing.key.pem"
+
+# Report streams: events buffered per stream, and how long a full buffer may
+# stay unread before the stream ends with RESOURCE_EXHAUSTED (resumable).
+[streams]
+buffer_events = 64
+slow_consumer_seconds = 30
+
+# sled's page cache: the service's memory is bounded by this, not by its data.
+[store]
+cache_mib = 64
 "#,
         sharing = ports.sharing
     );
@@ -419,6 +429,19 @@ key_id = "orex-dev-audit-1"
 log_id = "orex-gateway/dev"
 checkpoint_every_records = 1000
 checkpoint_interval_seconds = 10
+cache_mib = 64
+
+# Member streams: events buffered per stream, and how long a full buffer may
+# stay unread before the stream ends with RESOURCE_EXHAUSTED (resumable).
+[streams]
+buffer_events = 64
+slow_consumer_seconds = 30
+
+# Load shedding: calls in flight at once (open streams excluded); above these
+# a call is refused at once with RESOURCE_EXHAUSTED and recorded.
+[load]
+max_in_flight = 2048
+max_in_flight_per_member = 512
 "#,
         gateway = ports.gateway,
         sharing = ports.sharing

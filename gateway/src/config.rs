@@ -26,6 +26,44 @@ pub struct GatewayConfig {
     pub backends: Backends,
     /// The access log.
     pub audit: AuditConfig,
+    /// How member streams treat slow clients (`buffer_events`,
+    /// `slow_consumer_seconds`).
+    #[serde(default)]
+    pub streams: orex_kit::stream::StreamConfig,
+    /// Bounds on calls in flight; above them calls are refused at once with
+    /// RESOURCE_EXHAUSTED instead of queueing.
+    #[serde(default)]
+    pub load: LoadConfig,
+}
+
+/// Load shedding: how many calls may be in flight at once.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Calls in flight at once over all members (default 2048). Open streams
+    /// do not count: they are bounded by the policy's `open_streams`.
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: u32,
+    /// Calls in flight at once for one member (default 512).
+    #[serde(default = "default_in_flight_per_member")]
+    pub max_in_flight_per_member: u32,
+}
+
+fn default_in_flight() -> u32 {
+    2048
+}
+
+fn default_in_flight_per_member() -> u32 {
+    512
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: default_in_flight(),
+            max_in_flight_per_member: default_in_flight_per_member(),
+        }
+    }
 }
 
 /// The gateway's tamper-evident access log.
@@ -47,6 +85,14 @@ pub struct AuditConfig {
     /// ...or once the oldest unsigned record is this many seconds old (default 60).
     #[serde(default = "default_checkpoint_seconds")]
     pub checkpoint_interval_seconds: u64,
+    /// Memory for the store's page cache, in MiB (default 64): the gateway's
+    /// memory is bounded by this, not by the length of the log.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+}
+
+fn default_cache_mib() -> u64 {
+    orex_kit::store::StoreConfig::default().cache_mib
 }
 
 fn default_checkpoint_records() -> u64 {
@@ -118,6 +164,16 @@ impl GatewayConfig {
             return Err(KitError::Config(
                 "audit.checkpoint_every_records and audit.checkpoint_interval_seconds must be at least 1"
                     .into(),
+            ));
+        }
+        self.streams.validate("streams")?;
+        orex_kit::store::StoreConfig {
+            cache_mib: self.audit.cache_mib,
+        }
+        .validate("audit")?;
+        if self.load.max_in_flight == 0 || self.load.max_in_flight_per_member == 0 {
+            return Err(KitError::Config(
+                "load.max_in_flight and load.max_in_flight_per_member must be at least 1".into(),
             ));
         }
         if self.audit.log_id.trim().is_empty() || self.audit.key_id.trim().is_empty() {

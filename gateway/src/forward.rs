@@ -2,22 +2,25 @@
 //! the policy in force, the stream ended when the gateway shuts down, the
 //! member's token expires, the member is suspended or loses the permission,
 //! and outcome records summarising what was delivered and withheld.
+//!
+//! A member that stops reading holds only its own stream: the relay stops
+//! pulling from the backend, which holds at most one HTTP/2 stream window on
+//! the shared backend connection (see `orex_kit::transport`), and after
+//! `slow_consumer_seconds` the stream ends with RESOURCE_EXHAUSTED naming the
+//! sequence to resume after. That status is delivered after the buffered
+//! events whatever the state of the buffer.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use orex_kit::Shutdown;
-use orex_kit::stream::{BoxStream, SLOW_CONSUMER_TIMEOUT, STREAM_BUFFER};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use orex_kit::stream::{BoxStream, StreamConfig, with_final_status};
 use tonic::{Code, Status, Streaming};
 
 use crate::door::{Pass, Touched, authorise};
 use crate::policy::{Policy, PolicyHandle};
 use crate::tokens::unix_now;
 
-/// How long a final status may wait for a client that is not reading.
-const FINAL_STATUS_WAIT: Duration = Duration::from_secs(1);
 /// How often an idle stream re-checks that its member may still have it.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Most delivered report ids kept for the outcome records of one stream.
@@ -51,6 +54,26 @@ pub fn sanitized(status: Status) -> Status {
     }
 }
 
+/// An event of a resumable stream: it carries the sequence a client resumes after.
+pub trait Sequenced {
+    /// The event's sequence number.
+    fn sequence(&self) -> u64;
+}
+
+impl Sequenced for orex_proto::sharing::v1::SubscribeReportsResponse {
+    fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+/// How a relayed stream ended, as the member sees it.
+fn resume_hint(delivered: Option<u64>) -> String {
+    match delivered {
+        Some(seq) => format!("reconnect with after_sequence={seq} to resume"),
+        None => "reconnect with the after_sequence you subscribed with to resume".to_owned(),
+    }
+}
+
 /// Relays `upstream` (a stream of `method`) to the member. `screen` returns
 /// the report an event carries if the caller may see it under the live
 /// policy, or `None` to withhold the event.
@@ -59,29 +82,33 @@ pub fn relay_screened<T, F>(
     pass: Pass,
     method: String,
     policy: PolicyHandle,
+    config: StreamConfig,
     shutdown: Shutdown,
     screen: F,
 ) -> BoxStream<T>
 where
-    T: Send + 'static,
+    T: Sequenced + Send + 'static,
     F: Fn(&Policy, &Pass, &T) -> Option<Touched> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
+    let (tx, end_tx, stream) = with_final_status::<T>(config.buffer_events);
+    let slow = config.slow_consumer_timeout();
     let expiry = tokio::time::Instant::now()
         + Duration::from_secs(pass.caller.expires_at.saturating_sub(unix_now()));
     let tracker = shutdown.clone();
     tracker.spawn(async move {
         let (mut delivered, mut withheld) = (0u64, 0u64);
+        // The last sequence handed to the member: every earlier event it may
+        // see is ahead of the final status in its stream.
+        let mut last: Option<u64> = None;
         let mut touched: Vec<Touched> = Vec::new();
-        let shutting_down = || {
-            Status::unavailable(
-                "gateway is shutting down; reconnect with the last sequence you received to resume",
-            )
+        let shutting_down = |last| {
+            Status::unavailable(format!("gateway is shutting down; {}", resume_hint(last)))
         };
-        let expired = || {
-            Status::unauthenticated(
-                "token expired; reconnect with a fresh token and the last sequence you received",
-            )
+        let expired = |last| {
+            Status::unauthenticated(format!(
+                "token expired; reconnect with a fresh token; {}",
+                resume_hint(last)
+            ))
         };
         let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
         let end: Result<(), Status> = loop {
@@ -99,17 +126,23 @@ where
                         };
                         // The send waits for the client, but never past
                         // shutdown, expiry or the slow-consumer limit.
+                        let seq = event.sequence();
                         tokio::select! {
-                            sent = tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(Ok(event))) => match sent {
+                            sent = tokio::time::timeout(slow, tx.send(Ok(event))) => match sent {
                                 Ok(Ok(())) => {}
                                 Ok(Err(_)) => break Err(Status::cancelled("client left")),
-                                Err(_) => break Err(Status::resource_exhausted(
-                                    "client read too slowly and was dropped; reconnect with the last sequence you received",
-                                )),
+                                Err(_) => {
+                                    tracing::info!(caller = %pass.caller.principal, after_sequence = ?last, "stream dropped: client read too slowly");
+                                    break Err(Status::resource_exhausted(format!(
+                                        "client read too slowly and was dropped; {}",
+                                        resume_hint(last)
+                                    )))
+                                }
                             },
-                            _ = shutdown.wait() => break Err(shutting_down()),
-                            _ = tokio::time::sleep_until(expiry) => break Err(expired()),
+                            _ = shutdown.wait() => break Err(shutting_down(last)),
+                            _ = tokio::time::sleep_until(expiry) => break Err(expired(last)),
                         }
+                        last = Some(seq);
                         delivered += 1;
                         if touched.len() < MAX_RECORDED_IDS {
                             touched.push(report);
@@ -123,8 +156,8 @@ where
                         break Err(s);
                     }
                 }
-                _ = shutdown.wait() => break Err(shutting_down()),
-                _ = tokio::time::sleep_until(expiry) => break Err(expired()),
+                _ = shutdown.wait() => break Err(shutting_down(last)),
+                _ = tokio::time::sleep_until(expiry) => break Err(expired(last)),
                 _ = tx.closed() => break Err(Status::cancelled("client left")),
             }
         };
@@ -133,11 +166,15 @@ where
             Err(status) => {
                 let code = status.code();
                 if code != Code::Cancelled {
-                    let _ = tokio::time::timeout(FINAL_STATUS_WAIT, tx.send(Err(status))).await;
+                    // Follows the buffered events, never waits for room.
+                    let _ = end_tx.send(status);
                 }
                 code
             }
         };
+        // Closing the channel lets the member read the final status now,
+        // while the outcome is being recorded.
+        drop(tx);
         pass.finish(
             code,
             touched,
@@ -145,5 +182,5 @@ where
         )
         .await;
     });
-    Box::pin(ReceiverStream::new(rx))
+    stream
 }

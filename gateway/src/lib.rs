@@ -34,7 +34,7 @@ use orex_proto::audit::v1::audit_service_server::AuditServiceServer;
 use orex_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 pub use config::GatewayConfig;
 
@@ -55,7 +55,9 @@ pub struct Prepared {
     hangups: orex_kit::reload::HangupSignal,
     audit: audit::AuditLog,
     tls: LoadedTls,
-    sharing: Channel,
+    sharing: sharing::Backend,
+    streams: orex_kit::stream::StreamConfig,
+    load: config::LoadConfig,
 }
 
 /// Loads and checks everything the gateway needs. Backends are connected
@@ -71,19 +73,27 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
     let tls = config.tls.load()?;
     let audit = audit::AuditLog::open(&config.audit)?;
     let backend = &config.backends.sharing;
-    let sharing = Endpoint::from_shared(backend.address.clone())
-        .map_err(|e| KitError::Config(format!("backends.sharing.address: {e}")))?
-        .tls_config(tls.client(&backend.server_name))
-        .map_err(|e| KitError::Tls(e.to_string()))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(BACKEND_TIMEOUT)
-        .connect_lazy();
+    let endpoint = orex_kit::transport::dial(
+        Endpoint::from_shared(backend.address.clone())
+            .map_err(|e| KitError::Config(format!("backends.sharing.address: {e}")))?,
+    )
+    .tls_config(tls.client(&backend.server_name))
+    .map_err(|e| KitError::Tls(e.to_string()))?;
+    // Two connections per backend: streams on one, unary calls on the
+    // other, so no number of open (or stalled) streams can queue a unary
+    // call behind them.
+    let sharing = sharing::Backend {
+        unary: endpoint.clone().timeout(BACKEND_TIMEOUT).connect_lazy(),
+        streams: endpoint.connect_lazy(),
+    };
     Ok(Prepared {
         policy,
         hangups,
         audit,
         tls,
         sharing,
+        streams: config.streams,
+        load: config.load,
     })
 }
 
@@ -107,6 +117,7 @@ impl Prepared {
             door.clone(),
             self.policy.clone(),
             self.sharing,
+            self.streams,
             shutdown.clone(),
         );
         let audit_api = audit::service::AuditApi::new(door, tokens);

@@ -5,7 +5,7 @@
 use std::future::Future;
 
 use orex_kit::Shutdown;
-use orex_kit::stream::BoxStream;
+use orex_kit::stream::{BoxStream, StreamConfig};
 use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use orex_proto::sharing::v1::sharing_service_server::SharingService;
 use orex_proto::sharing::v1::*;
@@ -18,12 +18,23 @@ use crate::screen::{may_see, owner};
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
 
+/// The connections to the sharing service.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// For unary calls.
+    pub unary: Channel,
+    /// For streams, kept apart so open streams never delay a unary call.
+    pub streams: Channel,
+}
+
 /// The gateway's face of the sharing API.
 #[derive(Debug, Clone)]
 pub struct SharingGateway {
     door: Door,
     policy: crate::policy::PolicyHandle,
     backend: SharingServiceClient<Channel>,
+    streams_backend: SharingServiceClient<Channel>,
+    streams: StreamConfig,
     shutdown: Shutdown,
 }
 
@@ -32,13 +43,16 @@ impl SharingGateway {
     pub fn new(
         door: Door,
         policy: crate::policy::PolicyHandle,
-        backend: Channel,
+        backend: Backend,
+        streams: StreamConfig,
         shutdown: Shutdown,
     ) -> Self {
         Self {
             door,
             policy,
-            backend: SharingServiceClient::new(backend),
+            backend: SharingServiceClient::new(backend.unary),
+            streams_backend: SharingServiceClient::new(backend.streams),
+            streams,
             shutdown,
         }
     }
@@ -281,7 +295,7 @@ impl SharingService for SharingGateway {
         let method = format!("{SERVICE}SubscribeReports");
         let pass = self.door.admit(&req, &method, vec![]).await?;
         let out = pass.outbound(req)?;
-        let upstream = match self.backend.clone().subscribe_reports(out).await {
+        let upstream = match self.streams_backend.clone().subscribe_reports(out).await {
             Ok(s) => s.into_inner(),
             Err(status) => {
                 let status = sanitized(status);
@@ -295,6 +309,7 @@ impl SharingService for SharingGateway {
             pass,
             method,
             self.policy.clone(),
+            self.streams,
             self.shutdown.clone(),
             |live, pass, ev: &SubscribeReportsResponse| {
                 ev.report.as_ref().and_then(|r| {

@@ -5,6 +5,7 @@ mod audit;
 mod authentication;
 mod authorization;
 mod durability;
+mod isolation;
 mod lifecycle;
 mod operations;
 mod streaming;

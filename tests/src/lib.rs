@@ -41,17 +41,23 @@ pub struct Stack {
 impl Stack {
     /// Starts a fresh stack: new CA, new stores, every service and the gateway.
     pub async fn spawn() -> Stack {
-        Self::spawn_inner(false).await
+        Self::spawn_inner(false, |_| {}).await
+    }
+
+    /// Like [`spawn`](Self::spawn), but `configure` may edit the generated
+    /// config files (`layout.config("gateway.toml")`, …) before anything starts.
+    pub async fn spawn_configured(configure: impl FnOnce(&DevLayout)) -> Stack {
+        Self::spawn_inner(false, configure).await
     }
 
     /// Like [`spawn`](Self::spawn), but the sharing port is served by
     /// [`rogue::RogueSharing`], which leaks reports; only the gateway's own
     /// screening stands between them and the caller.
     pub async fn spawn_with_rogue_sharing() -> Stack {
-        Self::spawn_inner(true).await
+        Self::spawn_inner(true, |_| {}).await
     }
 
-    async fn spawn_inner(rogue: bool) -> Stack {
+    async fn spawn_inner(rogue: bool, configure: impl FnOnce(&DevLayout)) -> Stack {
         orex_kit::install_crypto_provider();
         let dir = tempfile::tempdir().expect("temp dir");
         let layout = DevLayout::new(dir.path().join("orex"));
@@ -67,6 +73,7 @@ impl Stack {
             },
         )
         .expect("dev stack init");
+        configure(&layout);
         let shutdown = Shutdown::new();
         let (task, gateway_handles) =
             devstack::spawn_gateway(&layout, gateway_l, shutdown.clone()).expect("gateway config");
@@ -191,6 +198,14 @@ impl Stack {
         let path = self.layout.config("policy.toml");
         let text = std::fs::read_to_string(&path).expect("policy");
         std::fs::write(&path, edit(text)).expect("write policy");
+    }
+
+    /// Replaces `from` with `to` in the config file `file` (`"gateway.toml"`).
+    pub fn edit_config(layout: &DevLayout, file: &str, from: &str, to: &str) {
+        let path = layout.config(file);
+        let text = std::fs::read_to_string(&path).expect("config");
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&path, text.replace(from, to)).expect("write config");
     }
 
     /// Downloads and verifies the access log as `bundle` would with

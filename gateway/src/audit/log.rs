@@ -165,7 +165,12 @@ impl AuditLog {
                     config.signing_key.display()
                 ))
             })?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open(
+            &config.data_dir,
+            &orex_kit::store::StoreConfig {
+                cache_mib: config.cache_mib,
+            },
+        )?;
         let checkpoints = store.tree("audit_checkpoints")?;
         let signed = match checkpoints.last()? {
             Some((_, v)) => decode_value::<Checkpoint>(&v)?.log_size,
@@ -366,6 +371,7 @@ mod tests {
             log_id: "orex-gateway/test".into(),
             checkpoint_every_records: every_records,
             checkpoint_interval_seconds: 3600,
+            cache_mib: 16,
         })
         .unwrap()
     }

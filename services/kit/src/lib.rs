@@ -13,6 +13,7 @@
 //! - [`stream`]: server streams that replay the event log, then follow it live.
 //! - [`telemetry`]: tracing, JSON in clusters and readable in a terminal.
 //! - [`shutdown`]: one signal that stops servers and ends streams.
+//! - [`transport`]: TCP and HTTP/2 settings of every accepted and dialled connection.
 
 pub mod binary;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod store;
 pub mod stream;
 pub mod telemetry;
 pub mod tls;
+pub mod transport;
 
 pub use error::KitError;
 pub use shutdown::Shutdown;

@@ -103,7 +103,7 @@ mod tests {
     async fn tokens_open_only_in_their_context_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let token = {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), &crate::store::StoreConfig::default()).unwrap();
             let tokens = PageTokens::open_or_create(&store).unwrap();
             let t = tokens.seal(b"alice|filter", b"cursor-1");
             assert_eq!(tokens.open(b"alice|filter", &t).unwrap(), b"cursor-1");
@@ -111,7 +111,7 @@ mod tests {
             assert!(tokens.open(b"alice|filter", "garbage").is_none());
             t
         };
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &crate::store::StoreConfig::default()).unwrap();
         let tokens = PageTokens::open_or_create(&store).unwrap();
         assert_eq!(tokens.open(b"alice|filter", &token).unwrap(), b"cursor-1");
     }

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
-use tonic::transport::{Server, ServerTlsConfig};
+use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
 use crate::forwarded::WorkloadGuard;
@@ -65,12 +64,9 @@ pub async fn serve(
                 .await;
         }
     };
-    let server = Server::builder()
+    let server = crate::transport::server()
         .tls_config(tls)
         .map_err(|e| KitError::Tls(e.to_string()))?
-        // Keepalives find dead peers of long-lived streams.
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(tonic::service::InterceptorLayer::new(
             move |req: tonic::Request<()>| match &callers {
                 Callers::AnyCertified => Ok(req),
@@ -78,7 +74,7 @@ pub async fn serve(
             },
         ))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), on_shutdown);
+        .serve_with_incoming_shutdown(crate::transport::incoming(listener), on_shutdown);
     // Graceful shutdown waits for open calls; a client that never reads its
     // stream would hold the process forever, so the drain has a deadline.
     let deadline = async {

@@ -25,6 +25,42 @@ type FlushWaiter = oneshot::Sender<Result<(), String>>;
 /// its folder; a restart in the same process must be able to reopen it).
 type FlushRequest = (sled::Db, FlushWaiter);
 
+/// The store's settings (`[store]` in a server's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// sled's page cache in MiB (default 64). sled's own default is 1 GiB,
+    /// which an append-only log fills as it grows: memory then tracks the
+    /// data's size instead of the configuration.
+    #[serde(default = "default_cache_mib")]
+    pub cache_mib: u64,
+}
+
+fn default_cache_mib() -> u64 {
+    64
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_mib: default_cache_mib(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the values (`field` names the config table in messages).
+    pub fn validate(&self, field: &str) -> Result<(), KitError> {
+        if !(4..=65_536).contains(&self.cache_mib) {
+            return Err(KitError::Config(format!(
+                "{field}.cache_mib must be 4 to 65536, got {}",
+                self.cache_mib
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A service's sled database plus its group-commit flusher. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -35,8 +71,11 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`. Must be called inside a Tokio
     /// runtime: it starts the flusher task.
-    pub fn open(dir: &Path) -> Result<Self, KitError> {
-        let db = sled::Config::new().path(dir).open()?;
+    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Self, KitError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(config.cache_mib * 1024 * 1024)
+            .open()?;
         let (flush_requests, mut rx) = mpsc::channel::<FlushRequest>(4096);
         tokio::spawn(async move {
             while let Some((db, first)) = rx.recv().await {
@@ -228,7 +267,7 @@ mod tests {
     async fn events_are_numbered_in_order_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(dir.path()).unwrap();
+            let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
             let log = EventLog::open(&store, "events").unwrap();
             for i in 0..3u8 {
                 log.commit(&store, |seq| {
@@ -247,7 +286,7 @@ mod tests {
             let all = log.read_after(1, 10).unwrap();
             assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let log = EventLog::open(&store, "events").unwrap();
         assert_eq!(log.published(), 3);
         assert_eq!(log.read_after(0, 2).unwrap().len(), 2);
@@ -256,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_write_does_not_use_a_sequence() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
         let log = EventLog::open(&store, "events").unwrap();
         let failed: Result<(), KitError> = log
             .commit(&store, |_| Err(KitError::Flush("refused".into())))

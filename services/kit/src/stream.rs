@@ -2,16 +2,23 @@
 //! live events, through a bounded channel.
 //!
 //! The follower reads the durable log at its own pace, so a slow client never
-//! makes the server buffer more than the channel holds. A client that stops
-//! reading for [`SLOW_CONSUMER_TIMEOUT`] is dropped with RESOURCE_EXHAUSTED,
-//! and at shutdown every stream ends with UNAVAILABLE; both statuses say which
-//! sequence to resume after, and resuming loses and repeats nothing.
+//! makes the server buffer more than the channel holds. A client that leaves
+//! a full buffer unread for [`StreamConfig::slow_consumer_seconds`] is dropped
+//! with RESOURCE_EXHAUSTED, and at shutdown every stream ends with
+//! UNAVAILABLE; both statuses say which sequence to resume after, and
+//! resuming loses and repeats nothing.
+//!
+//! The final status never waits for room in the buffer: it follows the
+//! buffered events on a side channel ([`with_final_status`]), so a client
+//! whose buffer is full still learns why its stream ended instead of seeing
+//! a clean end and silently missing what came after.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -19,10 +26,75 @@ use tonic::Status;
 use crate::Shutdown;
 use crate::store::EventLog;
 
-/// Events buffered per stream before the follower waits for the client.
-pub const STREAM_BUFFER: usize = 64;
-/// How long a client may leave a full buffer unread before it is dropped.
-pub const SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How server streams treat their clients (`[streams]` in a server's config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// Events buffered per stream before the server waits for the client
+    /// (default 64). Bounds a stream's memory with the message size limit.
+    #[serde(default = "default_buffer_events")]
+    pub buffer_events: usize,
+    /// Seconds a client may leave a full buffer unread before its stream is
+    /// ended with RESOURCE_EXHAUSTED (default 30, at least 1).
+    #[serde(default = "default_slow_consumer_seconds")]
+    pub slow_consumer_seconds: u64,
+}
+
+fn default_buffer_events() -> usize {
+    64
+}
+
+fn default_slow_consumer_seconds() -> u64 {
+    30
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            buffer_events: default_buffer_events(),
+            slow_consumer_seconds: default_slow_consumer_seconds(),
+        }
+    }
+}
+
+impl StreamConfig {
+    /// How long a full buffer may stay unread.
+    pub fn slow_consumer_timeout(&self) -> Duration {
+        Duration::from_secs(self.slow_consumer_seconds)
+    }
+
+    /// Checks the values (`field` names the config table in messages).
+    pub fn validate(&self, field: &str) -> Result<(), crate::KitError> {
+        if self.buffer_events == 0 || self.buffer_events > 65_536 {
+            return Err(crate::KitError::Config(format!(
+                "{field}.buffer_events must be 1 to 65536, got {}",
+                self.buffer_events
+            )));
+        }
+        if self.slow_consumer_seconds == 0 {
+            return Err(crate::KitError::Config(format!(
+                "{field}.slow_consumer_seconds must be at least 1"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A bounded event channel whose receiving end, as a response stream, ends
+/// with the status sent on the returned [`oneshot::Sender`] (if any) after
+/// the buffered events — however full the buffer was when it was sent.
+pub fn with_final_status<T: Send + 'static>(
+    buffer: usize,
+) -> (
+    mpsc::Sender<Result<T, Status>>,
+    oneshot::Sender<Status>,
+    BoxStream<T>,
+) {
+    let (tx, rx) = mpsc::channel::<Result<T, Status>>(buffer);
+    let (end_tx, end_rx) = oneshot::channel::<Status>();
+    let tail = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
+    (tx, end_tx, Box::pin(ReceiverStream::new(rx).chain(tail)))
+}
 /// Events read from the log per batch.
 const READ_BATCH: usize = 256;
 
@@ -31,13 +103,19 @@ pub type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 's
 
 /// Streams events after `after`, mapped by `map` (which decodes and filters:
 /// `None` skips an event the caller must not see or did not ask for).
-pub fn follow<T, F>(log: Arc<EventLog>, after: u64, shutdown: Shutdown, mut map: F) -> BoxStream<T>
+pub fn follow<T, F>(
+    log: Arc<EventLog>,
+    after: u64,
+    config: StreamConfig,
+    shutdown: Shutdown,
+    mut map: F,
+) -> BoxStream<T>
 where
     T: Send + 'static,
     F: FnMut(u64, &[u8]) -> Option<Result<T, Status>> + Send + 'static,
 {
-    let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
-    let (end_tx, end_rx) = oneshot::channel::<Status>();
+    let (tx, end_tx, stream) = with_final_status::<T>(config.buffer_events);
+    let slow = config.slow_consumer_timeout();
     let stop_signal = shutdown.clone();
     stop_signal.spawn(async move {
         // `cursor`: last sequence read; `delivered`: last sequence sent. A
@@ -73,7 +151,7 @@ where
                 };
                 let failed = item.is_err();
                 let sent = tokio::select! {
-                    sent = tokio::time::timeout(SLOW_CONSUMER_TIMEOUT, tx.send(item)) => sent,
+                    sent = tokio::time::timeout(slow, tx.send(item)) => sent,
                     _ = shutdown.wait() => {
                         stop = Some(Some(StreamEnd::ShuttingDown { delivered }));
                         break;
@@ -109,8 +187,7 @@ where
             let _ = end_tx.send(end.into());
         }
     });
-    let tail = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
-    Box::pin(ReceiverStream::new(rx).chain(tail))
+    stream
 }
 
 /// Why a stream ended, and the one place that becomes a status.

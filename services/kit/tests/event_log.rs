@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orex_kit::store::{EventLog, Store, Write, decode_value, encode_value, seq_key};
-use orex_kit::stream::{BoxStream, follow};
+use orex_kit::stream::{BoxStream, StreamConfig, follow};
 use orex_kit::{KitError, Shutdown};
 use orex_proto::common::v1::PrincipalRef;
 use tokio::sync::oneshot;
@@ -25,7 +25,7 @@ const HANG_GUARD: Duration = Duration::from_secs(5);
 const EVENTS: &str = "events";
 
 fn open(dir: &Path) -> (Store, Arc<EventLog>) {
-    let store = Store::open(dir).expect("store opens");
+    let store = Store::open(dir, &orex_kit::store::StoreConfig::default()).expect("store opens");
     let log = EventLog::open(&store, EVENTS).expect("event log opens");
     (store, log)
 }
@@ -218,7 +218,13 @@ async fn a_follower_replays_then_follows_live_events_exactly_once() {
     let shutdown = Shutdown::new();
     append_upto(&store, &log, 5).await;
 
-    let mut stream = follow(log.clone(), 2, shutdown.clone(), decode);
+    let mut stream = follow(
+        log.clone(),
+        2,
+        StreamConfig::default(),
+        shutdown.clone(),
+        decode,
+    );
     assert_eq!(
         receive(&mut stream, 3).await,
         vec![3, 4, 5],
@@ -253,7 +259,13 @@ async fn a_follower_skips_what_map_filters_out() {
             decode(seq, bytes)
         }
     };
-    let mut stream = follow(log.clone(), 0, shutdown.clone(), only_odd);
+    let mut stream = follow(
+        log.clone(),
+        0,
+        StreamConfig::default(),
+        shutdown.clone(),
+        only_odd,
+    );
     // The last event is odd, so any even one let through would arrive before it.
     assert_eq!(receive(&mut stream, 4).await, vec![1, 3, 5, 7]);
 
@@ -271,7 +283,13 @@ async fn shutdown_ends_a_stream_with_unavailable_naming_the_last_delivered_seque
     let shutdown = Shutdown::new();
     append_upto(&store, &log, 20).await;
 
-    let mut stream = follow(log.clone(), 0, shutdown.clone(), decode);
+    let mut stream = follow(
+        log.clone(),
+        0,
+        StreamConfig::default(),
+        shutdown.clone(),
+        decode,
+    );
     assert_eq!(receive(&mut stream, 2).await, vec![1, 2]);
 
     shutdown.trigger();
@@ -306,7 +324,13 @@ async fn events_filtered_out_do_not_move_the_resume_point() {
         }
         if seq >= 4 { None } else { decode(seq, bytes) }
     };
-    let mut stream = follow(log.clone(), 0, shutdown.clone(), hide_4_and_5);
+    let mut stream = follow(
+        log.clone(),
+        0,
+        StreamConfig::default(),
+        shutdown.clone(),
+        hide_4_and_5,
+    );
     assert_eq!(receive(&mut stream, 3).await, vec![1, 2, 3]);
     // Shut down only once the follower has read past the hidden events.
     tokio::time::timeout(HANG_GUARD, last_was_read)
@@ -328,7 +352,13 @@ async fn a_reopened_store_continues_numbering() {
         let (store, log) = open(dir.path());
         let shutdown = Shutdown::new();
         append_upto(&store, &log, 3).await;
-        let mut stream = follow(log.clone(), 0, shutdown.clone(), decode);
+        let mut stream = follow(
+            log.clone(),
+            0,
+            StreamConfig::default(),
+            shutdown.clone(),
+            decode,
+        );
         assert_eq!(receive(&mut stream, 3).await, vec![1, 2, 3]);
         drain(&shutdown).await;
     }
@@ -343,4 +373,32 @@ async fn a_reopened_store_continues_numbering() {
         .map(|(seq, _)| seq)
         .collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_gets_its_buffered_events_then_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, log) = open(dir.path());
+    let shutdown = Shutdown::new();
+    append_upto(&store, &log, 20).await;
+    let config = StreamConfig {
+        buffer_events: 4,
+        slow_consumer_seconds: 1,
+    };
+
+    let mut stream = follow(log.clone(), 0, config, shutdown.clone(), decode);
+    // The client reads nothing while the follower fills its buffer and waits
+    // for room; time is paused, so this sleep only lets the (virtual) slow-
+    // consumer deadline pass.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // However full the buffer was, the status follows the buffered events.
+    let (seqs, status) = receive_until_end(&mut stream).await;
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("after_sequence=4"),
+        "names the resume point: {:?}",
+        status.message()
+    );
+    drain(&shutdown).await;
 }

@@ -24,6 +24,13 @@ pub struct SharingConfig {
     /// Default: only the gateway.
     #[serde(default = "default_allowed")]
     pub allowed_workloads: Vec<String>,
+    /// How report streams treat slow clients (`buffer_events`,
+    /// `slow_consumer_seconds`).
+    #[serde(default)]
+    pub streams: orex_kit::stream::StreamConfig,
+    /// The sled store's memory (`cache_mib`).
+    #[serde(default)]
+    pub store: orex_kit::store::StoreConfig,
 }
 
 fn default_allowed() -> Vec<String> {
@@ -39,6 +46,8 @@ impl SharingConfig {
         c.data_dir = orex_kit::config::resolve(base, &c.data_dir);
         c.policy = orex_kit::config::resolve(base, &c.policy);
         c.tls = c.tls.resolved(base);
+        c.streams.validate("streams")?;
+        c.store.validate("store")?;
         if c.allowed_workloads.is_empty() {
             return Err(orex_kit::KitError::Config(
                 "allowed_workloads: at least one workload must be allowed".into(),

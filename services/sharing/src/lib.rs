@@ -60,7 +60,7 @@ pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
     let policy_file = orex_kit::reload::WatchedFile::new(config.policy.clone(), &policy_bytes);
     let hangups = orex_kit::reload::HangupSignal::register()?;
     let tls = config.tls.load()?.server();
-    let store = store::ReportStore::open(&config.data_dir)
+    let store = store::ReportStore::open(&config.data_dir, &config.store)
         .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let tokens =
         Arc::new(store.page_tokens().map_err(|e| {
@@ -101,6 +101,7 @@ impl Prepared {
             self.store.clone(),
             self.partnership,
             self.tokens,
+            self.config.streams,
             shutdown.clone(),
         );
         let svc = SharingServiceServer::with_interceptor(sharing, with_principal);

@@ -8,7 +8,7 @@ use orex_kit::Shutdown;
 use orex_kit::forwarded::principal_of;
 use orex_kit::page_token::PageTokens;
 use orex_kit::store::decode_value;
-use orex_kit::stream::{BoxStream, follow};
+use orex_kit::stream::{BoxStream, StreamConfig, follow};
 use orex_membership::{Audience, Partnership, Principal, Role};
 use orex_proto::common::v1::{Marking, PrincipalRef};
 use orex_proto::sharing::v1::sharing_service_server::SharingService;
@@ -35,6 +35,7 @@ pub struct Sharing {
     store: ReportStore,
     partnership: SharedPartnership,
     tokens: Arc<PageTokens>,
+    streams: StreamConfig,
     shutdown: Shutdown,
 }
 
@@ -47,12 +48,14 @@ impl Sharing {
         store: ReportStore,
         partnership: SharedPartnership,
         tokens: Arc<PageTokens>,
+        streams: StreamConfig,
         shutdown: Shutdown,
     ) -> Self {
         Self {
             store,
             partnership,
             tokens,
+            streams,
             shutdown,
         }
     }
@@ -551,17 +554,23 @@ impl SharingService for Sharing {
         };
         let this = self.clone();
         tracing::debug!(subscriber = %who, after, "report subscription opened");
-        let stream = follow(log, after, self.shutdown.clone(), move |_, bytes| {
-            let event: SubscribeReportsResponse = match decode_value(bytes) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(error = %e, "undecodable report event");
-                    return Some(Err(Status::from(SharingError::Store(e))));
-                }
-            };
-            let report = event.report.as_ref()?;
-            (matches(&filter, report) && this.visible_now(&who, report)).then_some(Ok(event))
-        });
+        let stream = follow(
+            log,
+            after,
+            self.streams,
+            self.shutdown.clone(),
+            move |_, bytes| {
+                let event: SubscribeReportsResponse = match decode_value(bytes) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(error = %e, "undecodable report event");
+                        return Some(Err(Status::from(SharingError::Store(e))));
+                    }
+                };
+                let report = event.report.as_ref()?;
+                (matches(&filter, report) && this.visible_now(&who, report)).then_some(Ok(event))
+            },
+        );
         Ok(Response::new(stream))
     }
 }

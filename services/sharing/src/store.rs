@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use orex_kit::KitError;
-use orex_kit::store::{EventLog, Store, Write, decode_value, encode_value, seq_key};
+use orex_kit::store::{EventLog, Store, StoreConfig, Write, decode_value, encode_value, seq_key};
 use orex_membership::Principal;
 use orex_proto::sharing::v1::{Report, ReportEventKind, ReportStatus, SubscribeReportsResponse};
 use sled::Transactional;
@@ -83,8 +83,8 @@ pub struct ReportStore {
 
 impl ReportStore {
     /// Opens the store in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, SharingError> {
-        let store = Store::open(dir)?;
+    pub fn open(dir: &Path, config: &StoreConfig) -> Result<Self, SharingError> {
+        let store = Store::open(dir, config)?;
         Ok(Self {
             reports: store.tree("reports")?,
             versions: store.tree("versions")?,
