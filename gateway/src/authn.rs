@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use orex_kit::identity::{PeerIdentity, peer_of};
+use orex_kit::identity::{IdentityError, Peer, PeerIdentity, peer_of};
 use orex_membership::{Partnership, Principal};
 use tonic::Request;
 
@@ -43,8 +43,18 @@ impl Authenticator {
 
     /// Establishes the caller of `req` or says which check failed.
     pub fn authenticate<T>(&self, req: &Request<T>) -> Result<Caller, GatewayError> {
+        self.authenticate_peer(req, &peer_of(req))
+    }
+
+    /// [`authenticate`](Self::authenticate) with the peer already read from
+    /// the request's certificate (the door reads it once per call).
+    pub fn authenticate_peer<T>(
+        &self,
+        req: &Request<T>,
+        peer: &Result<Peer, IdentityError>,
+    ) -> Result<Caller, GatewayError> {
         let unauth = GatewayError::Unauthenticated;
-        let peer = peer_of(req).map_err(|e| unauth(e.to_string()))?;
+        let peer = peer.as_ref().map_err(|e| unauth(e.to_string()))?;
         let member = match &peer.identity {
             PeerIdentity::Member { member, .. } => member.clone(),
             PeerIdentity::Workload(name) => {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use orex_kit::identity::{PeerIdentity, peer_of};
+use orex_kit::identity::{IdentityError, Peer, PeerIdentity, peer_of};
 use orex_membership::{Partnership, Principal};
 use orex_proto::audit::v1::{AccessDecision, AccessRecord, AccessRecordKind};
 use prost_types::Timestamp;
@@ -22,7 +22,9 @@ use tonic::{Code, Request, Status};
 
 use crate::audit::AuditLog;
 use crate::authn::Caller;
+use crate::config::LoadConfig;
 use crate::error::GatewayError;
+use crate::load::InFlight;
 use crate::policy::{Policy, PolicyHandle};
 use crate::ratelimit::class_of;
 
@@ -39,6 +41,7 @@ const MAX_ID: usize = 128;
 pub struct Door {
     policy: PolicyHandle,
     audit: AuditLog,
+    load: Arc<InFlight>,
 }
 
 /// A resource an answer returned or a call touched, and its owner member.
@@ -61,6 +64,8 @@ pub struct Pass {
     pub policy: Arc<Policy>,
     /// For a stream: its member's open-stream slot, freed when the pass ends.
     _slot: Option<crate::ratelimit::StreamSlot>,
+    /// For a unary call: its place among the calls in flight.
+    _in_flight: Option<crate::load::Slot>,
     audit: AuditLog,
     decision: Option<AccessRecord>,
     started: Instant,
@@ -89,9 +94,13 @@ async fn append_in_time(audit: &AuditLog, record: AccessRecord) -> Result<Access
 }
 
 impl Door {
-    /// A door with this policy and access log.
-    pub fn new(policy: PolicyHandle, audit: AuditLog) -> Self {
-        Self { policy, audit }
+    /// A door with this policy, access log and load bounds.
+    pub fn new(policy: PolicyHandle, audit: AuditLog, load: LoadConfig) -> Self {
+        Self {
+            policy,
+            audit,
+            load: Arc::new(InFlight::new(load)),
+        }
     }
 
     /// The access log.
@@ -118,7 +127,8 @@ impl Door {
             ..Default::default()
         };
         let mut cert_member = None;
-        if let Ok(peer) = peer_of(req) {
+        let peer = peer_of(req);
+        if let Ok(peer) = &peer {
             record.certificate_fingerprint = peer.fingerprint_hex();
             cert_member = Some(match &peer.identity {
                 PeerIdentity::Member { member, .. } => {
@@ -129,7 +139,43 @@ impl Door {
                 PeerIdentity::Workload(_) => format!("cert:{}", peer.fingerprint_hex()),
             });
         }
-        let decided = self.decide(&policy, req, method, cert_member.as_deref(), &mut record);
+        // Shedding comes first and costs least: over a bound, the call is
+        // refused before any other work, and its record is not waited for
+        // (nothing is forwarded; it is durable with the next group flush).
+        let in_flight = if class_of(method) == orex_membership::MethodClass::Stream {
+            None
+        } else {
+            match self
+                .load
+                .admit(cert_member.as_deref().unwrap_or("anonymous"))
+            {
+                Ok(slot) => Some(slot),
+                Err(bound) => {
+                    let refusal = GatewayError::Overloaded { bound };
+                    let status = Status::from(refusal.clone());
+                    record.decision = AccessDecision::Deny as i32;
+                    record.reason = refusal.to_string();
+                    record.grpc_status_code = Some(status.code() as u32);
+                    record.duration = prost_types::Duration::try_from(started.elapsed()).ok();
+                    let audit = self.audit.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = append_in_time(&audit, record).await {
+                            tracing::error!(error = %e, "shed call not recorded");
+                        }
+                    });
+                    tracing::debug!(?bound, method, "call shed");
+                    return Err(status);
+                }
+            }
+        };
+        let decided = self.decide(
+            &policy,
+            req,
+            &peer,
+            method,
+            cert_member.as_deref(),
+            &mut record,
+        );
         match decided {
             Ok((caller, rule, slot)) => {
                 record.decision = AccessDecision::Allow as i32;
@@ -139,6 +185,7 @@ impl Door {
                         caller,
                         policy,
                         _slot: slot,
+                        _in_flight: in_flight,
                         audit: self.audit.clone(),
                         decision: Some(decision),
                         started,
@@ -170,6 +217,7 @@ impl Door {
         &self,
         policy: &Policy,
         req: &Request<T>,
+        peer: &Result<Peer, IdentityError>,
         method: &str,
         cert_member: Option<&str>,
         record: &mut AccessRecord,
@@ -190,7 +238,7 @@ impl Door {
                 retry_after,
             });
         }
-        let caller = policy.authenticator.authenticate(req)?;
+        let caller = policy.authenticator.authenticate_peer(req, peer)?;
         record.member = caller.principal.member.clone();
         record.subject = caller.principal.subject.clone();
         record.token_id = caller

@@ -33,6 +33,15 @@ pub enum GatewayError {
         /// Its cap.
         cap: u32,
     },
+    /// Too many calls are in flight (the gateway's or the member's bound).
+    #[error("{}; retry in {} ms", match bound {
+        crate::load::Bound::Total(n) => format!("the gateway is at its bound of {n} calls in flight"),
+        crate::load::Bound::Member(n) => format!("your member is at its bound of {n} calls in flight"),
+    }, crate::load::RETRY_AFTER.as_millis())]
+    Overloaded {
+        /// The bound that is full.
+        bound: crate::load::Bound,
+    },
     /// A request field is bad; the message starts with the field.
     #[error("{0}")]
     InvalidArgument(String),
@@ -56,13 +65,8 @@ impl From<GatewayError> for Status {
             GatewayError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
             GatewayError::PermissionDenied(m) => Status::permission_denied(m.clone()),
             GatewayError::TooManyStreams { .. } => Status::resource_exhausted(e.to_string()),
-            GatewayError::RateLimited { retry_after, .. } => {
-                let mut md = MetadataMap::new();
-                if let Ok(v) = retry_after.as_millis().to_string().parse() {
-                    md.insert("retry-after-ms", v);
-                }
-                Status::with_metadata(tonic::Code::ResourceExhausted, e.to_string(), md)
-            }
+            GatewayError::RateLimited { retry_after, .. } => retry_later(&e, *retry_after),
+            GatewayError::Overloaded { .. } => retry_later(&e, crate::load::RETRY_AFTER),
             GatewayError::InvalidArgument(m) => Status::invalid_argument(m.clone()),
             GatewayError::OutOfRange(m) => Status::out_of_range(m.clone()),
             GatewayError::NotFound(m) => Status::not_found(m.clone()),
@@ -71,4 +75,13 @@ impl From<GatewayError> for Status {
             }
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED with the `retry-after-ms` metadata a client can wait on.
+fn retry_later(e: &GatewayError, retry_after: Duration) -> Status {
+    let mut md = MetadataMap::new();
+    if let Ok(v) = retry_after.as_millis().to_string().parse() {
+        md.insert("retry-after-ms", v);
+    }
+    Status::with_metadata(tonic::Code::ResourceExhausted, e.to_string(), md)
 }

@@ -5,7 +5,8 @@
 //! JWT from that member's issuer bound to the certificate), authorisation by
 //! method, member and role from the [`policy`], per-member [`ratelimit`]s,
 //! and an access record written durably to the [`audit`] log before anything
-//! is forwarded. Answers and streamed events are screened again by marking
+//! is forwarded, with bounds on calls in flight ([`load`]) that shed excess
+//! load at once. Answers and streamed events are screened again by marking
 //! ([`screen`]) before they leave.
 //!
 //! [`prepare`] checks policy, keys, TLS files and the audit store before a
@@ -18,6 +19,7 @@ pub mod config;
 pub mod door;
 pub mod error;
 pub mod forward;
+pub mod load;
 pub mod policy;
 pub mod ratelimit;
 pub mod screen;
@@ -112,7 +114,7 @@ impl Prepared {
     /// open streams' records, signs a last checkpoint and flushes the log.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
         let tokens = Arc::new(self.audit.page_tokens()?);
-        let door = door::Door::new(self.policy.clone(), self.audit.clone());
+        let door = door::Door::new(self.policy.clone(), self.audit.clone(), self.load);
         let sharing = sharing::SharingGateway::new(
             door.clone(),
             self.policy.clone(),

@@ -2,12 +2,14 @@
 //! stores. Each test starts its own stack with [`orex_e2e::Stack::spawn`].
 
 mod audit;
+mod audit_scale;
 mod authentication;
 mod authorization;
 mod durability;
 mod isolation;
 mod lifecycle;
 mod operations;
+mod overload;
 mod streaming;
 mod tokens;
 mod validation;

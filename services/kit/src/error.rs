@@ -33,3 +33,14 @@ pub enum KitError {
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
+
+impl KitError {
+    /// The same failure for another caller of a batch that failed as a
+    /// whole (sled's own errors cannot be cloned; they keep their text).
+    pub fn for_each_caller(&self) -> KitError {
+        match self {
+            KitError::Corrupt(m) => KitError::Corrupt(m.clone()),
+            other => KitError::Flush(other.to_string()),
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! - [`reload`]: applying a changed config file on SIGHUP or file change.
 //! - [`server`]: run a gRPC server with health, reflection and graceful shutdown.
 //! - [`store`]: the sled store with group commit and a sequence-numbered event log.
+//! - [`group_commit`]: the writes of concurrent callers applied, flushed and published together.
 //! - [`stream`]: server streams that replay the event log, then follow it live.
 //! - [`telemetry`]: tracing, JSON in clusters and readable in a terminal.
 //! - [`shutdown`]: one signal that stops servers and ends streams.
@@ -19,6 +20,7 @@ pub mod binary;
 pub mod config;
 pub mod error;
 pub mod forwarded;
+pub mod group_commit;
 pub mod identity;
 pub mod page_token;
 pub mod reload;

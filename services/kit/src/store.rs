@@ -209,6 +209,18 @@ impl EventLog {
             }
         };
         store.durable().await?;
+        self.publish(seq);
+        Ok(result)
+    }
+
+    /// The last assigned sequence, locked: whoever holds it is the only
+    /// writer of the log until it is dropped.
+    pub(crate) fn lock_assigned(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.last_assigned.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Lets readers see every event up to `seq` (which must be durable).
+    pub(crate) fn publish(&self, seq: u64) {
         self.published.send_if_modified(|p| {
             let newer = seq > *p;
             if newer {
@@ -216,7 +228,6 @@ impl EventLog {
             }
             newer
         });
-        Ok(result)
     }
 
     /// The highest sequence readers may see.

@@ -271,15 +271,16 @@ impl SharingService for Sharing {
         let content = req.content.clone().unwrap_or_default();
         let breach = self.breaches_no_export_ban(&content);
         let at = now();
+        let author = who.as_ref();
         let outcome = self
             .store
-            .publish(key, |id| Report {
+            .publish(key, move |id| Report {
                 id: id.to_owned(),
                 version: 1,
                 status: ReportStatus::Active as i32,
                 content: Some(content.clone()),
-                author: Some(who.as_ref()),
-                updated_by: Some(who.as_ref()),
+                author: Some(author.clone()),
+                updated_by: Some(author.clone()),
                 published_at: Some(at),
                 updated_at: Some(at),
                 breaches_no_export_ban: breach,
@@ -321,24 +322,30 @@ impl SharingService for Sharing {
         let content = req.content.clone().unwrap_or_default();
         let breach = self.breaches_no_export_ban(&content);
         let at = now();
+        let (this, by, note, expected) = (
+            self.clone(),
+            who.clone(),
+            req.note.clone(),
+            req.expected_version,
+        );
         let outcome = self
             .store
-            .update(key, Method::Amend, &req.report_id, |r| {
-                self.may_change(&who, &r)?;
+            .update(key, Method::Amend, &req.report_id, move |r| {
+                this.may_change(&by, &r)?;
                 if !is_open(&r) {
                     return Err(SharingError::FailedPrecondition(format!(
                         "report is {}; only active or amended reports can be amended",
                         r.status().as_str_name()
                     )));
                 }
-                if r.version != req.expected_version {
+                if r.version != expected {
                     return Err(SharingError::Aborted(format!(
-                        "report is at version {}, not {}; read it again and reapply your change",
-                        r.version, req.expected_version
+                        "report is at version {}, not {expected}; read it again and reapply your change",
+                        r.version
                     )));
                 }
-                self.audience_only_shrinks(&r, &content)?;
-                let mut next = next_version(r, &who, ReportStatus::Amended, &req.note, &at);
+                this.audience_only_shrinks(&r, &content)?;
+                let mut next = next_version(r, &by, ReportStatus::Amended, &note, &at);
                 next.content = Some(content.clone());
                 next.breaches_no_export_ban = breach;
                 Ok(next)
@@ -364,23 +371,18 @@ impl SharingService for Sharing {
             fingerprint: fingerprint(Method::Resolve, &req),
         };
         let at = now();
+        let (this, by, note) = (self.clone(), who.clone(), req.note.clone());
         let outcome = self
             .store
-            .update(key, Method::Resolve, &req.report_id, |r| {
-                self.may_change(&who, &r)?;
+            .update(key, Method::Resolve, &req.report_id, move |r| {
+                this.may_change(&by, &r)?;
                 if !is_open(&r) {
                     return Err(SharingError::FailedPrecondition(format!(
                         "report is {}; only active or amended reports can be resolved",
                         r.status().as_str_name()
                     )));
                 }
-                Ok(next_version(
-                    r,
-                    &who,
-                    ReportStatus::Resolved,
-                    &req.note,
-                    &at,
-                ))
+                Ok(next_version(r, &by, ReportStatus::Resolved, &note, &at))
             })
             .await?;
         Ok(Response::new(ResolveReportResponse {
@@ -403,22 +405,17 @@ impl SharingService for Sharing {
             fingerprint: fingerprint(Method::Retract, &req),
         };
         let at = now();
+        let (this, by, reason) = (self.clone(), who.clone(), req.reason.clone());
         let outcome = self
             .store
-            .update(key, Method::Retract, &req.report_id, |r| {
-                self.may_change(&who, &r)?;
+            .update(key, Method::Retract, &req.report_id, move |r| {
+                this.may_change(&by, &r)?;
                 if r.status() == ReportStatus::Retracted {
                     return Err(SharingError::FailedPrecondition(
                         "report is already retracted".into(),
                     ));
                 }
-                Ok(next_version(
-                    r,
-                    &who,
-                    ReportStatus::Retracted,
-                    &req.reason,
-                    &at,
-                ))
+                Ok(next_version(r, &by, ReportStatus::Retracted, &reason, &at))
             })
             .await?;
         Ok(Response::new(RetractReportResponse {

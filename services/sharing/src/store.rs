@@ -8,7 +8,9 @@
 //!   version, SHA-256 of the request, report id
 //! - `events`:   sequence (u64 big-endian) → [`SubscribeReportsResponse`]
 //!
-//! Writes land in the trees before they are flushed; every read here hides a
+//! Concurrent mutations are group-committed (`orex_kit::group_commit`): one
+//! transaction over the four trees for the whole batch, one flush, then the
+//! answers. Writes land in the trees before they are flushed; every read here hides a
 //! version whose event is not yet durable (its `sequence` is above the log's
 //! published mark), so no reader ever sees a report a crash could take back.
 
@@ -16,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use orex_kit::KitError;
+use orex_kit::group_commit::{Applied, GroupCommit};
 use orex_kit::store::{EventLog, Store, StoreConfig, Write, decode_value, encode_value, seq_key};
 use orex_membership::Principal;
 use orex_proto::sharing::v1::{Report, ReportEventKind, ReportStatus, SubscribeReportsResponse};
@@ -71,26 +74,55 @@ pub struct Outcome {
     pub replayed: bool,
 }
 
+/// A change to the store, queued for the group writer.
+struct Mutation {
+    req_key: Vec<u8>,
+    method: Method,
+    fingerprint: [u8; 32],
+    /// The report changed, or `None` for a publish.
+    id: Option<String>,
+    /// The next version from the current one; may run more than once.
+    next: Box<dyn Fn(Option<Report>) -> Result<Report, SharingError> + Send>,
+}
+
+type Answer = Result<Outcome, SharingError>;
+
 /// Typed access to the sharing service's store.
 #[derive(Debug, Clone)]
 pub struct ReportStore {
     store: Store,
     reports: sled::Tree,
     versions: sled::Tree,
-    requests: sled::Tree,
     log: Arc<EventLog>,
+    writer: GroupCommit<Mutation, Answer>,
 }
 
 impl ReportStore {
     /// Opens the store in `dir`.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Self, SharingError> {
         let store = Store::open(dir, config)?;
+        let reports = store.tree("reports")?;
+        let versions = store.tree("versions")?;
+        let requests = store.tree("requests")?;
+        let log = EventLog::open(&store, "events")?;
+        let trees = (
+            reports.clone(),
+            versions.clone(),
+            requests.clone(),
+            log.tree().clone(),
+        );
+        // Concurrent mutations are written in one transaction, flushed once.
+        let writer = GroupCommit::new(
+            store.clone(),
+            log.clone(),
+            Arc::new(move |first, ops: &[Mutation]| apply_batch(&trees, first, ops)),
+        );
         Ok(Self {
-            reports: store.tree("reports")?,
-            versions: store.tree("versions")?,
-            requests: store.tree("requests")?,
-            log: EventLog::open(&store, "events")?,
+            reports,
+            versions,
+            log,
             store,
+            writer,
         })
     }
 
@@ -183,10 +215,10 @@ impl ReportStore {
     pub async fn publish(
         &self,
         request: RequestKey<'_>,
-        build: impl Fn(&str) -> Report,
+        build: impl Fn(&str) -> Report + Send + 'static,
     ) -> Result<Outcome, SharingError> {
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
-        self.mutate(request, Method::Publish, None, |_| Ok(build(&id)))
+        self.mutate(request, Method::Publish, None, move |_| Ok(build(&id)))
             .await
     }
 
@@ -199,10 +231,11 @@ impl ReportStore {
         request: RequestKey<'_>,
         method: Method,
         id: &str,
-        transition: impl Fn(Report) -> Result<Report, SharingError>,
+        transition: impl Fn(Report) -> Result<Report, SharingError> + Send + 'static,
     ) -> Result<Outcome, SharingError> {
-        self.mutate(request, method, Some(id), |current| {
-            transition(current.ok_or_else(|| SharingError::NotFound(id.to_owned()))?)
+        let missing = id.to_owned();
+        self.mutate(request, method, Some(id), move |current| {
+            transition(current.ok_or_else(|| SharingError::NotFound(missing.clone()))?)
         })
         .await
     }
@@ -212,81 +245,132 @@ impl ReportStore {
         request: RequestKey<'_>,
         method: Method,
         id: Option<&str>,
-        next: impl Fn(Option<Report>) -> Result<Report, SharingError>,
+        next: impl Fn(Option<Report>) -> Result<Report, SharingError> + Send + 'static,
     ) -> Result<Outcome, SharingError> {
-        let req_key = request_key(request.who, request.request_id);
-        let trees = (
-            &self.reports,
-            &self.versions,
-            &self.requests,
-            self.log.tree(),
-        );
-        self.log
-            .commit(&self.store, |seq| {
-                let result = trees.transaction(|(reports, versions, requests, events)| {
-                    let abort = ConflictableTransactionError::Abort;
-                    if let Some(done) = requests.get(&req_key)? {
-                        let done = decode_request(&done).map_err(|e| abort(e.into()))?;
-                        if done.method != method as u8 {
-                            return Err(abort(SharingError::invalid(
-                                "request_id",
-                                format!(
-                                    "was already used for {}; use a new request_id for a new call",
-                                    Method::name(done.method)
-                                ),
-                            )));
-                        }
-                        if done.fingerprint != request.fingerprint {
-                            return Err(abort(SharingError::invalid(
-                                "request_id",
-                                "was already used with different arguments; use a new request_id for a new call",
-                            )));
-                        }
-                        let (version, rid) = (done.version, done.report_id);
-                        let Some(bytes) = versions.get(version_key(&rid, version))? else {
-                            return Err(abort(SharingError::NotFound(rid)));
-                        };
-                        let report = decode_value(&bytes).map_err(|e| abort(e.into()))?;
-                        return Ok(Write::Unchanged(Outcome {
-                            report,
-                            replayed: true,
-                        }));
-                    }
-                    let current = match id {
-                        Some(id) => match reports.get(id.as_bytes())? {
-                            Some(b) => Some(decode_value(&b).map_err(|e| abort(e.into()))?),
-                            None => None,
-                        },
-                        None => None,
-                    };
-                    let mut report = next(current).map_err(abort)?;
-                    report.sequence = seq;
-                    let value = encode_value(&report);
-                    reports.insert(report.id.as_bytes(), value.clone())?;
-                    versions.insert(version_key(&report.id, report.version), value)?;
-                    requests.insert(
-                        req_key.clone(),
-                        encode_request(method, report.version, &request.fingerprint, &report.id),
-                    )?;
-                    let event = SubscribeReportsResponse {
-                        sequence: seq,
-                        kind: event_kind(&report) as i32,
-                        report: Some(report.clone()),
-                    };
-                    events.insert(&seq_key(seq), encode_value(&event))?;
-                    Ok(Write::Appended(Outcome {
-                        report,
-                        replayed: false,
-                    }))
-                });
-                match result {
-                    Ok(w) => Ok(w),
-                    Err(TransactionError::Abort(e)) => Err(e),
-                    Err(TransactionError::Storage(e)) => Err(SharingError::Sled(e)),
-                }
+        self.writer
+            .submit(Mutation {
+                req_key: request_key(request.who, request.request_id),
+                method,
+                fingerprint: request.fingerprint,
+                id: id.map(str::to_owned),
+                next: Box::new(next),
             })
-            .await
+            .await?
     }
+}
+
+/// Writes a batch of mutations in one transaction over the four trees. A
+/// mutation that is refused (bad request id reuse, a failed transition)
+/// writes nothing and does not use a sequence; the others go ahead.
+fn apply_batch(
+    trees: &(sled::Tree, sled::Tree, sled::Tree, sled::Tree),
+    first: u64,
+    ops: &[Mutation],
+) -> Result<Vec<Applied<Answer>>, KitError> {
+    let refs = (&trees.0, &trees.1, &trees.2, &trees.3);
+    let result = refs.transaction(|(reports, versions, requests, events)| {
+        let mut answers = Vec::with_capacity(ops.len());
+        let mut seq = first;
+        for op in ops {
+            let applied = match apply_one(op, seq, reports, versions, requests, events)? {
+                Ok(Write::Appended(o)) => {
+                    seq += 1;
+                    Applied {
+                        out: Ok(o),
+                        appended: true,
+                    }
+                }
+                Ok(Write::Unchanged(o)) => Applied {
+                    out: Ok(o),
+                    appended: false,
+                },
+                Err(e) => Applied {
+                    out: Err(e),
+                    appended: false,
+                },
+            };
+            answers.push(applied);
+        }
+        Ok(answers)
+    });
+    match result {
+        Ok(answers) => Ok(answers),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(KitError::Store(e)),
+    }
+}
+
+type Tx = sled::transaction::TransactionalTree;
+type TxResult<T> = Result<T, ConflictableTransactionError<KitError>>;
+
+/// One mutation inside the batch's transaction (which sees the writes of
+/// the mutations before it). The outer `Result` is a storage failure that
+/// fails the whole batch; the inner one is this caller's answer.
+fn apply_one(
+    op: &Mutation,
+    seq: u64,
+    reports: &Tx,
+    versions: &Tx,
+    requests: &Tx,
+    events: &Tx,
+) -> TxResult<Result<Write<Outcome>, SharingError>> {
+    let corrupt = |e: KitError| ConflictableTransactionError::Abort(e);
+    if let Some(done) = requests.get(&op.req_key)? {
+        let done = decode_request(&done).map_err(corrupt)?;
+        if done.method != op.method as u8 {
+            return Ok(Err(SharingError::invalid(
+                "request_id",
+                format!(
+                    "was already used for {}; use a new request_id for a new call",
+                    Method::name(done.method)
+                ),
+            )));
+        }
+        if done.fingerprint != op.fingerprint {
+            return Ok(Err(SharingError::invalid(
+                "request_id",
+                "was already used with different arguments; use a new request_id for a new call",
+            )));
+        }
+        let (version, rid) = (done.version, done.report_id);
+        let Some(bytes) = versions.get(version_key(&rid, version))? else {
+            return Ok(Err(SharingError::NotFound(rid)));
+        };
+        let report = decode_value(&bytes).map_err(corrupt)?;
+        return Ok(Ok(Write::Unchanged(Outcome {
+            report,
+            replayed: true,
+        })));
+    }
+    let current = match &op.id {
+        Some(id) => match reports.get(id.as_bytes())? {
+            Some(b) => Some(decode_value(&b).map_err(corrupt)?),
+            None => None,
+        },
+        None => None,
+    };
+    let mut report = match (op.next)(current) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e)),
+    };
+    report.sequence = seq;
+    let value = encode_value(&report);
+    reports.insert(report.id.as_bytes(), value.clone())?;
+    versions.insert(version_key(&report.id, report.version), value)?;
+    requests.insert(
+        op.req_key.clone(),
+        encode_request(op.method, report.version, &op.fingerprint, &report.id),
+    )?;
+    let event = SubscribeReportsResponse {
+        sequence: seq,
+        kind: event_kind(&report) as i32,
+        report: Some(report.clone()),
+    };
+    events.insert(&seq_key(seq), encode_value(&event))?;
+    Ok(Ok(Write::Appended(Outcome {
+        report,
+        replayed: false,
+    })))
 }
 
 fn event_kind(r: &Report) -> ReportEventKind {
