@@ -80,21 +80,49 @@ impl StreamConfig {
     }
 }
 
-/// A bounded event channel whose receiving end, as a response stream, ends
+/// The sending half of a stream's bounded buffer.
+///
+/// Events travel boxed: a channel allocates its first block of slots up
+/// front, and with full-size messages in the slots an idle stream would cost
+/// ~15 KB; boxed, it costs a few hundred bytes, which is what lets a gateway
+/// hold thousands of idle subscribers.
+#[derive(Debug)]
+pub struct EventSender<T> {
+    tx: mpsc::Sender<Result<Box<T>, Box<Status>>>,
+}
+
+/// The client is gone: its end of the stream was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientGone;
+
+impl<T> EventSender<T> {
+    /// Waits for room in the buffer, then queues `item`.
+    pub async fn send(&self, item: Result<T, Status>) -> Result<(), ClientGone> {
+        self.tx
+            .send(item.map(Box::new).map_err(Box::new))
+            .await
+            .map_err(|_| ClientGone)
+    }
+
+    /// Resolves when the client is gone.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// A bounded event buffer whose receiving end, as a response stream, ends
 /// with the status sent on the returned [`oneshot::Sender`] (if any) after
 /// the buffered events — however full the buffer was when it was sent.
 pub fn with_final_status<T: Send + 'static>(
     buffer: usize,
-) -> (
-    mpsc::Sender<Result<T, Status>>,
-    oneshot::Sender<Status>,
-    BoxStream<T>,
-) {
-    let (tx, rx) = mpsc::channel::<Result<T, Status>>(buffer);
+) -> (EventSender<T>, oneshot::Sender<Status>, BoxStream<T>) {
+    let (tx, rx) = mpsc::channel::<Result<Box<T>, Box<Status>>>(buffer);
     let (end_tx, end_rx) = oneshot::channel::<Status>();
+    let events = ReceiverStream::new(rx).map(|item| item.map(|t| *t).map_err(|s| *s));
     let tail = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
-    (tx, end_tx, Box::pin(ReceiverStream::new(rx).chain(tail)))
+    (EventSender { tx }, end_tx, Box::pin(events.chain(tail)))
 }
+
 /// Events read from the log per batch.
 const READ_BATCH: usize = 256;
 
