@@ -357,7 +357,8 @@ impl Drop for Pass {
 }
 
 /// The OUTCOME records of a call: one for the caller's member with every
-/// resource, and one per other owner member with only that member's ids.
+/// resource, and one per other owner member with only that member's ids —
+/// or a single record naming the owner when its ids are all the call touched.
 fn outcomes(
     decision: &AccessRecord,
     started: Instant,
@@ -378,6 +379,9 @@ fn outcomes(
         content_hash: String::new(),
         resource_owner_members: vec![],
         reason,
+        // Kept once, in the decision record the outcome points to.
+        certificate_fingerprint: String::new(),
+        token_id: String::new(),
         ..decision.clone()
     };
     let mut by_owner: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -394,6 +398,19 @@ fn outcomes(
             }
         }
     }
+    // When every resource belongs to one other member, that member's copy
+    // would repeat the caller's record: one record, visible to both.
+    if by_owner.len() == 1
+        && let Some((owner, ids)) = by_owner.first_key_value()
+        && ids.len() == all.len()
+        && all.iter().all(|id| ids.contains(id))
+    {
+        return vec![AccessRecord {
+            resource_ids: all,
+            resource_owner_members: vec![owner.clone()],
+            ..base
+        }];
+    }
     let mut records = vec![AccessRecord {
         resource_ids: all,
         ..base.clone()
@@ -407,4 +424,84 @@ fn outcomes(
         });
     }
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(member: &str) -> Caller {
+        Caller {
+            principal: Principal {
+                member: member.into(),
+                subject: "someone".into(),
+                roles: vec![],
+            },
+            cert_fingerprint: String::new(),
+            token_id: None,
+            expires_at: 0,
+        }
+    }
+
+    fn touched(id: &str, owner: &str) -> Touched {
+        Touched {
+            id: id.into(),
+            owner: owner.into(),
+        }
+    }
+
+    fn decision(resources: &[&str]) -> AccessRecord {
+        AccessRecord {
+            index: 7,
+            member: "JP".into(),
+            resource_ids: resources.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn outcomes_of(resources: &[&str], got: Vec<Touched>) -> Vec<AccessRecord> {
+        outcomes(
+            &decision(resources),
+            Instant::now(),
+            Code::Ok,
+            got,
+            "completed".into(),
+            &caller("JP"),
+        )
+    }
+
+    #[test]
+    fn reading_one_report_of_another_member_is_one_outcome_visible_to_its_owner() {
+        let records = outcomes_of(&["r1"], vec![touched("r1", "US")]);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].resource_ids, vec!["r1"]);
+        assert_eq!(records[0].resource_owner_members, vec!["US"]);
+        assert_eq!(records[0].decision_index, Some(7));
+    }
+
+    #[test]
+    fn a_list_spanning_owners_gives_each_owner_only_its_own_ids() {
+        let records = outcomes_of(
+            &[],
+            vec![
+                touched("r1", "US"),
+                touched("r2", "DE"),
+                touched("r3", "JP"),
+            ],
+        );
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].resource_ids, vec!["r1", "r2", "r3"]);
+        assert!(records[0].resource_owner_members.is_empty());
+        assert_eq!(records[1].resource_owner_members, vec!["DE"]);
+        assert_eq!(records[1].resource_ids, vec!["r2"]);
+        assert_eq!(records[2].resource_owner_members, vec!["US"]);
+        assert_eq!(records[2].resource_ids, vec!["r1"]);
+    }
+
+    #[test]
+    fn own_reports_need_no_owner_copy() {
+        let records = outcomes_of(&["r3"], vec![touched("r3", "JP")]);
+        assert_eq!(records.len(), 1);
+        assert!(records[0].resource_owner_members.is_empty());
+    }
 }
