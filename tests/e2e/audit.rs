@@ -3,6 +3,7 @@
 //! `orex audit verify`.
 
 use orex_cli::bundle::{AuditClient, Connection};
+use orex_cli::commands::audit::{read_public_key, verify_log};
 use orex_e2e::{Stack, TokenParams, content, publish, publish_request};
 use orex_gateway::audit::log::seal_record;
 use orex_gateway::audit::verify::Problem;
@@ -277,7 +278,7 @@ async fn bad_audit_arguments_are_refused_by_name() {
     let status = oversight
         .get_record_range(GetRecordRangeRequest {
             start_index: 0,
-            end_index: 5000,
+            end_index: orex_gateway::audit::MAX_RANGE_RECORDS + 1,
         })
         .await
         .unwrap_err();
@@ -410,6 +411,11 @@ async fn tampering_with_the_stored_log_is_caught_by_verify() {
         tamper(&stack.layout.data("gateway"), how, target);
         stack.start_gateway().await;
         let v = stack.verify_audit_log("us-oversight").await;
+        // `orex audit verify` streams page by page and must agree.
+        let key = read_public_key(&stack.layout.audit_keys().1).unwrap();
+        let client = auditor(&stack, "us-oversight").await;
+        let streamed = verify_log(&client, &key, None, |_| {}).await.unwrap();
+        assert_eq!(streamed.problem, v.problem, "{how:?}");
         let problem = v
             .problem
             .unwrap_or_else(|| panic!("{how:?} went unnoticed"));

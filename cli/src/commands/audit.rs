@@ -1,23 +1,50 @@
 //! `orex audit query|verify|export`: the access log for auditors, through
 //! the gateway, with an auditor's client bundle.
+//!
+//! Everything here pages: the gateway bounds every answer in bytes
+//! ([`PAGE_BYTES`]), and `verify` streams the log through
+//! [`Verifier`] with a few range requests in flight, so neither memory nor a
+//! single message grows with the log. `export` writes each page as it
+//! arrives.
 
+use std::collections::VecDeque;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use orex_gateway::audit::log::{content_hash, link_hash};
-use orex_gateway::audit::verify::{KeptCheckpoint, Verification, still_holds, verify};
+use orex_gateway::audit::page::framed_len;
+use orex_gateway::audit::verify::{KeptCheckpoint, Verification, Verifier};
+use orex_gateway::audit::{CLIENT_DECODE_LIMIT, MAX_RANGE_RECORDS, PAGE_BYTES};
 use orex_proto::audit::v1::{
-    AccessDecision, AccessRecord, AccessRecordFilter, Checkpoint, GetRecordRangeRequest,
-    ListCheckpointsRequest, QueryAccessRecordsRequest,
+    AccessDecision, AccessRecord, AccessRecordFilter, Checkpoint, GetLatestCheckpointRequest,
+    GetRecordRangeRequest, GetRecordRangeResponse, ListCheckpointsRequest, ListCheckpointsResponse,
+    QueryAccessRecordsRequest,
 };
 use orex_proto::common::v1::TimeWindow;
 use rustls::pki_types::SubjectPublicKeyInfoDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::json;
+use tokio::task::JoinHandle;
+use tonic::{Code, Status};
 
 use crate::CliError;
 use crate::bundle::{AuditClient, Connection};
+
+/// Range requests kept in flight while a page is verified, so the gateway
+/// reads and sends the next pages while this side hashes.
+const IN_FLIGHT: usize = 4;
+
+/// Records asked for in the first range request, before any size is known.
+const FIRST_WINDOW: u64 = 1000;
+
+/// How often a call refused for the member's rate limit is retried (after
+/// the wait the gateway names) before giving up.
+const RATE_LIMIT_RETRIES: u32 = 50;
+
+/// The longest wait for a rate-limited retry, whatever the gateway says.
+const LONGEST_RETRY_WAIT: Duration = Duration::from_secs(10);
 
 /// Audit subcommands.
 #[derive(Debug, Subcommand)]
@@ -35,6 +62,7 @@ pub enum AuditCommand {
     },
     /// Download the whole log and its checkpoints and verify the hash chain
     /// and the signatures locally, trusting only the gateway's public key.
+    /// Streams: memory stays flat whatever the log's size.
     Verify {
         /// The gateway's audit public key (PEM), obtained from the partnership.
         #[arg(long)]
@@ -137,14 +165,19 @@ impl FilterArgs {
 
 /// Runs an audit subcommand with the bundle in `bundle`.
 pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
-    let mut client = Connection::open(bundle).await?.audit();
+    let client = Connection::open(bundle).await?.audit();
     match cmd {
         AuditCommand::Query {
             filter,
             json,
             limit,
         } => {
-            let records = query(&mut client, filter.to_filter()?, limit).await?;
+            let mut records = Vec::new();
+            query(&client, filter.to_filter()?, limit, |page| {
+                records.extend_from_slice(page);
+                Ok(())
+            })
+            .await?;
             if json {
                 let mut out = std::io::stdout().lock();
                 for r in &records {
@@ -162,8 +195,7 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             format,
             output,
         } => {
-            let records = query(&mut client, filter.to_filter()?, usize::MAX).await?;
-            let mut out: Box<dyn std::io::Write> = match &output {
+            let out: Box<dyn std::io::Write> = match &output {
                 Some(path) => {
                     Box::new(std::fs::File::create(path).map_err(|source| CliError::Io {
                         path: path.clone(),
@@ -172,18 +204,14 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                 }
                 None => Box::new(std::io::stdout()),
             };
-            let io = |e: std::io::Error| CliError::Invalid(format!("writing the export: {e}"));
-            match format {
-                ExportFormat::Jsonl => {
-                    for r in &records {
-                        writeln!(out, "{}", to_json(r)).map_err(io)?;
-                    }
-                }
-                ExportFormat::Csv => write_csv(&mut out, &records)?,
-            }
-            out.flush().map_err(io)?;
+            let mut out = Export::start(format, std::io::BufWriter::new(out))?;
+            let exported = query(&client, filter.to_filter()?, usize::MAX, |page| {
+                out.write(page)
+            })
+            .await?;
+            out.finish()?;
             if let Some(path) = output {
-                eprintln!("exported {} records to {}", records.len(), path.display());
+                eprintln!("exported {exported} records to {}", path.display());
             }
         }
         AuditCommand::Verify {
@@ -200,8 +228,7 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                 _ => None,
             };
             let key = read_public_key(&public_key)?;
-            let (records, checkpoints) = download(&mut client).await?;
-            let v = verify(&records, &checkpoints, &key);
+            let v = verify_log(&client, &key, kept.clone(), progress_on_terminal()).await?;
             report(&v);
             let failure = if let Some(p) = &v.problem {
                 Some(format!("BROKEN: {p}"))
@@ -214,14 +241,14 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                 ))
             } else {
                 kept.as_ref()
-                    .filter(|k| !still_holds(&records, &checkpoints, k))
+                    .filter(|_| v.kept == Some(false))
                     .map(|k| format!(
                         "BROKEN: the log no longer holds the checkpoint you kept (log {}, size {}, head {}): it was truncated or rewritten",
                         k.log_id, k.log_size, k.head_hash
                     ))
             };
-            if let (None, Some(path), Some(newest)) = (&failure, &state, checkpoints.last()) {
-                let text = serde_json::to_vec_pretty(&KeptCheckpoint::from(newest))
+            if let (None, Some(path), Some(newest)) = (&failure, &state, &v.newest) {
+                let text = serde_json::to_vec_pretty(newest)
                     .map_err(|e| CliError::Invalid(format!("kept checkpoint: {e}")))?;
                 crate::error::write(path, &text, false)?;
             }
@@ -237,24 +264,89 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Queries records and checks each one's own hashes, so what is printed is
-/// what the chain commits to (`verify` checks the chain itself).
+/// A progress line on standard error, at most once a second, when it is a
+/// terminal (a large log takes a while).
+fn progress_on_terminal() -> impl FnMut(u64) {
+    use std::io::IsTerminal as _;
+    let terminal = std::io::stderr().is_terminal();
+    let mut last = std::time::Instant::now();
+    move |records| {
+        if terminal && last.elapsed() >= Duration::from_secs(1) {
+            last = std::time::Instant::now();
+            eprintln!("verified {records} records…");
+        }
+    }
+}
+
+/// The audit client with a decode limit matching the gateway's byte budget
+/// (with headroom for a single record over it, which is served alone).
+fn limited(client: &AuditClient) -> AuditClient {
+    client
+        .clone()
+        .max_decoding_message_size(CLIENT_DECODE_LIMIT)
+}
+
+/// The wait a RESOURCE_EXHAUSTED status names in `retry-after-ms`, if any.
+fn retry_after(status: &Status) -> Option<Duration> {
+    let ms: u64 = status
+        .metadata()
+        .get("retry-after-ms")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms).min(LONGEST_RETRY_WAIT))
+}
+
+/// Runs `call`, and again after the named wait while the member's rate
+/// limit refuses it: a large log takes more calls than a burst allows.
+async fn patiently<T, F, Fut>(mut call: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let mut retries = 0;
+    loop {
+        match call().await {
+            Ok(answer) => return Ok(answer.into_inner()),
+            Err(status) if status.code() == Code::ResourceExhausted => match retry_after(&status) {
+                Some(wait) if retries < RATE_LIMIT_RETRIES => {
+                    retries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Err(status),
+            },
+            Err(status) => return Err(status),
+        }
+    }
+}
+
+/// Queries records page by page, checks each one's own hashes (so what is
+/// printed is what the chain commits to; `verify` checks the chain itself),
+/// and hands each page to `each`, up to `limit` records in all. Returns how
+/// many were handed over.
 async fn query(
-    client: &mut AuditClient,
+    client: &AuditClient,
     filter: AccessRecordFilter,
     limit: usize,
-) -> Result<Vec<AccessRecord>, CliError> {
-    let mut records = Vec::new();
+    mut each: impl FnMut(&[AccessRecord]) -> Result<(), CliError>,
+) -> Result<usize, CliError> {
+    let client = limited(client);
+    let mut handed = 0;
     let mut token = String::new();
     loop {
-        let page = client
-            .query_access_records(QueryAccessRecordsRequest {
-                filter: Some(filter.clone()),
-                page_size: 1000,
-                page_token: token,
-            })
-            .await?
-            .into_inner();
+        let page = patiently(|| {
+            let (mut client, request) = (
+                client.clone(),
+                QueryAccessRecordsRequest {
+                    filter: Some(filter.clone()),
+                    page_size: 1000,
+                    page_token: token.clone(),
+                },
+            );
+            async move { client.query_access_records(request).await }
+        })
+        .await?;
         for r in &page.records {
             let intact = content_hash(r) == r.content_hash
                 && link_hash(&r.prev_hash, &r.content_hash).as_deref() == Some(r.hash.as_str());
@@ -265,69 +357,312 @@ async fn query(
                 )));
             }
         }
-        records.extend(page.records);
-        if records.len() >= limit || page.next_page_token.is_empty() {
-            records.truncate(limit);
-            return Ok(records);
+        let take = page.records.len().min(limit - handed);
+        each(&page.records[..take])?;
+        handed += take;
+        if handed >= limit || page.next_page_token.is_empty() {
+            return Ok(handed);
         }
         token = page.next_page_token;
     }
 }
 
-/// Downloads every record (in ranges of 1000) and every checkpoint.
+/// Downloads and verifies the whole log as it arrives, trusting only the raw
+/// Ed25519 `public_key`, and (with `kept`) checks that it still holds a
+/// checkpoint kept from an earlier run. `progress` hears the number of
+/// records verified after each page.
+///
+/// Memory stays flat: a few pages in flight (each within the gateway's byte
+/// budget), one page of checkpoints, and the verifier's running head. The
+/// checkpoints checked are those up to the newest one when the run starts;
+/// every record they cover must be served, so a truncated log fails.
+pub async fn verify_log(
+    client: &AuditClient,
+    public_key: &[u8],
+    kept: Option<KeptCheckpoint>,
+    mut progress: impl FnMut(u64),
+) -> Result<Verification, CliError> {
+    let client = limited(client);
+    let mut verifier = Verifier::new(public_key);
+    if let Some(kept) = kept {
+        verifier = verifier.keeping(kept);
+    }
+    // The newest checkpoint first: it fixes which checkpoints count, and the
+    // records are then read up to a size at least its own.
+    let mut checkpoints = CheckpointFeed::open(client.clone()).await?;
+    let mut pages = RecordPages::open(client).await?;
+    while let Some(page) = pages.next().await? {
+        let through = verifier.verified() + page.len() as u64;
+        checkpoints.feed_through(&mut verifier, through).await?;
+        // Hashing is the CPU-heavy part: off the async workers, so the
+        // answers in flight are decoded meanwhile.
+        verifier = tokio::task::spawn_blocking(move || {
+            verifier.add_records(page);
+            verifier
+        })
+        .await
+        .map_err(|e| CliError::Invalid(format!("verification stopped: {e}")))?;
+        progress(verifier.verified());
+        if verifier.problem().is_some() {
+            break;
+        }
+    }
+    // A checkpoint beyond the records served means the log was truncated.
+    let through = verifier.verified() + 1;
+    checkpoints.feed_through(&mut verifier, through).await?;
+    Ok(verifier.finish())
+}
+
+/// Downloads every record and every checkpoint into memory, for a small log
+/// (tests). `orex audit verify` streams with [`verify_log`] instead.
 pub async fn download(
     client: &mut AuditClient,
 ) -> Result<(Vec<AccessRecord>, Vec<Checkpoint>), CliError> {
+    let client = limited(client);
     // Checkpoints first: every record they cover must then be served.
     let mut checkpoints = Vec::new();
     let mut token = String::new();
     loop {
-        let page = client
-            .list_checkpoints(ListCheckpointsRequest {
-                time_window: None,
-                page_size: 1000,
-                page_token: token,
-            })
-            .await?
-            .into_inner();
+        let page = list_checkpoints(&client, &token).await?;
         checkpoints.extend(page.checkpoints);
         if page.next_page_token.is_empty() {
             break;
         }
         token = page.next_page_token;
     }
-    // Our own calls are audited too, so the log grows while we read it: read
-    // up to the size the first answer reports.
     let mut records = Vec::new();
-    let mut target = None;
-    loop {
-        let start = records.len() as u64;
-        if target.is_some_and(|t| start >= t) {
-            break;
-        }
-        let page = match client
-            .get_record_range(GetRecordRangeRequest {
-                start_index: start,
-                end_index: start + 1000,
-            })
-            .await
-        {
-            Ok(p) => p.into_inner(),
-            // Past the end: an empty log, or exactly at the size we aimed for.
-            Err(s) if s.code() == tonic::Code::OutOfRange && target.is_none() => break,
-            Err(s) => return Err(s.into()),
-        };
-        if page.records.is_empty() {
-            return Err(CliError::Invalid(format!(
-                "the gateway served no records from index {start} although the log has {}",
-                page.log_size
-            )));
-        }
-        let goal = *target.get_or_insert(page.log_size);
-        records.extend(page.records);
-        records.truncate(usize::try_from(goal).unwrap_or(usize::MAX));
+    let mut pages = RecordPages::open(client).await?;
+    while let Some(page) = pages.next().await? {
+        records.extend(page);
     }
     Ok((records, checkpoints))
+}
+
+/// One page of checkpoints, oldest first, from `token` on.
+async fn list_checkpoints(
+    client: &AuditClient,
+    token: &str,
+) -> Result<ListCheckpointsResponse, Status> {
+    patiently(|| {
+        let (mut client, request) = (
+            client.clone(),
+            ListCheckpointsRequest {
+                time_window: None,
+                page_size: 1000,
+                page_token: token.to_owned(),
+            },
+        );
+        async move { client.list_checkpoints(request).await }
+    })
+    .await
+}
+
+/// The checkpoints a verification checks, fetched a page at a time as the
+/// records reach them: those listed below the newest checkpoint at the
+/// start, then that newest one itself. Pinning it first means a gateway that
+/// shrinks its log cannot shed the checkpoint that covers the lost records,
+/// and checkpoints signed while the run reads (our own calls are recorded)
+/// are not expected to be covered.
+#[derive(Debug)]
+struct CheckpointFeed {
+    client: AuditClient,
+    /// The newest checkpoint at the start; `None` before the first one.
+    pinned: Option<Checkpoint>,
+    listed: VecDeque<Checkpoint>,
+    /// The next page token; `None` once the listing is done.
+    token: Option<String>,
+    /// `log_size` of the last checkpoint fed.
+    fed_through: u64,
+}
+
+impl CheckpointFeed {
+    async fn open(client: AuditClient) -> Result<Self, CliError> {
+        let pinned = match patiently(|| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .get_latest_checkpoint(GetLatestCheckpointRequest {})
+                    .await
+            }
+        })
+        .await
+        {
+            Ok(latest) => latest.checkpoint,
+            Err(s) if s.code() == Code::NotFound => None,
+            Err(s) => return Err(s.into()),
+        };
+        Ok(Self {
+            client,
+            token: pinned.as_ref().map(|_| String::new()),
+            pinned,
+            listed: VecDeque::new(),
+            fed_through: 0,
+        })
+    }
+
+    async fn next(&mut self) -> Result<Option<Checkpoint>, CliError> {
+        let Some(pinned_size) = self.pinned.as_ref().map(|c| c.log_size) else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(c) = self.listed.pop_front() {
+                if c.log_size < pinned_size {
+                    return Ok(Some(c));
+                }
+                // The pinned copy stands for it and ends the feed.
+                self.listed.clear();
+                self.token = None;
+                continue;
+            }
+            let Some(token) = self.token.take() else {
+                return Ok(self.pinned.take());
+            };
+            let page = list_checkpoints(&self.client, &token).await?;
+            self.listed = page.checkpoints.into();
+            self.token = Some(page.next_page_token).filter(|t| !t.is_empty());
+        }
+    }
+
+    /// Feeds `verifier` every checkpoint up to the first that covers more
+    /// than `through` records (or all), before the records up to `through`.
+    async fn feed_through(
+        &mut self,
+        verifier: &mut Verifier,
+        through: u64,
+    ) -> Result<(), CliError> {
+        while self.fed_through < through {
+            let Some(c) = self.next().await? else {
+                return Ok(());
+            };
+            self.fed_through = c.log_size;
+            verifier
+                .add_checkpoint(c)
+                .map_err(|e| CliError::Invalid(format!("verification: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// A range request on its way.
+#[derive(Debug)]
+struct InFlight {
+    start: u64,
+    end: u64,
+    answer: JoinHandle<Result<GetRecordRangeResponse, Status>>,
+}
+
+/// The whole log as range answers, in order, with [`IN_FLIGHT`] requests
+/// ahead. An answer cut short by the byte budget is completed by a request
+/// for the rest of its range before the next range is handed out.
+#[derive(Debug)]
+struct RecordPages {
+    client: AuditClient,
+    /// Records to read: the log size of the first answer. Our own calls are
+    /// recorded too, so the log grows while we read it.
+    target: u64,
+    /// Start of the first range not yet requested.
+    issued: u64,
+    /// Records per request: as many as fit the byte budget at the size of
+    /// the records seen last.
+    window: u64,
+    in_flight: VecDeque<InFlight>,
+}
+
+impl Drop for RecordPages {
+    fn drop(&mut self) {
+        // Stopped early (a problem found, an error): nobody reads these.
+        for request in &self.in_flight {
+            request.answer.abort();
+        }
+    }
+}
+
+impl RecordPages {
+    async fn open(client: AuditClient) -> Result<Self, CliError> {
+        let mut pages = Self {
+            client,
+            target: 0,
+            issued: 0,
+            window: FIRST_WINDOW,
+            in_flight: VecDeque::new(),
+        };
+        let first = pages.request(0, FIRST_WINDOW);
+        match first.answer.await {
+            Ok(Ok(answer)) => {
+                pages.target = answer.log_size;
+                pages.issued = FIRST_WINDOW.min(answer.log_size);
+                pages.in_flight.push_back(InFlight {
+                    end: pages.issued,
+                    answer: tokio::spawn(async move { Ok(answer) }),
+                    ..first
+                });
+            }
+            // Nothing at index 0: the log is empty.
+            Ok(Err(s)) if s.code() == Code::OutOfRange => {}
+            Ok(Err(s)) => return Err(s.into()),
+            Err(e) => return Err(CliError::Invalid(format!("range download stopped: {e}"))),
+        }
+        Ok(pages)
+    }
+
+    fn request(&self, start: u64, end: u64) -> InFlight {
+        let client = self.client.clone();
+        let answer = tokio::spawn(async move {
+            patiently(|| {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .get_record_range(GetRecordRangeRequest {
+                            start_index: start,
+                            end_index: end,
+                        })
+                        .await
+                }
+            })
+            .await
+        });
+        InFlight { start, end, answer }
+    }
+
+    /// Requests further ranges until [`IN_FLIGHT`] are on their way.
+    fn fill(&mut self) {
+        while self.in_flight.len() < IN_FLIGHT && self.issued < self.target {
+            let end = self.target.min(self.issued + self.window);
+            let next = self.request(self.issued, end);
+            self.in_flight.push_back(next);
+            self.issued = end;
+        }
+    }
+
+    /// The next records in index order, or `None` after the last.
+    async fn next(&mut self) -> Result<Option<Vec<AccessRecord>>, CliError> {
+        self.fill();
+        let Some(InFlight { start, end, answer }) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let answer = answer
+            .await
+            .map_err(|e| CliError::Invalid(format!("range download stopped: {e}")))??;
+        let mut records = answer.records;
+        records.truncate(usize::try_from(end - start).unwrap_or(usize::MAX));
+        if records.is_empty() {
+            return Err(CliError::Invalid(format!(
+                "the gateway served no records from index {start} although the log has {}",
+                answer.log_size
+            )));
+        }
+        let served_to = start + records.len() as u64;
+        if served_to < end {
+            let rest = self.request(served_to, end);
+            self.in_flight.push_front(rest);
+        }
+        let bytes: usize = records.iter().map(framed_len).sum();
+        let average = (bytes / records.len()).max(1) as u64;
+        // Aim a little under the budget so most answers come whole.
+        self.window = (PAGE_BYTES as u64 * 9 / 10 / average).clamp(1, MAX_RANGE_RECORDS);
+        self.fill();
+        Ok(Some(records))
+    }
 }
 
 /// Reads an Ed25519 public key (SPKI PEM) as its raw 32 bytes.
@@ -402,57 +737,100 @@ pub fn to_json(r: &AccessRecord) -> serde_json::Value {
     })
 }
 
-fn write_csv(out: &mut dyn std::io::Write, records: &[AccessRecord]) -> Result<(), CliError> {
-    let mut w = csv::Writer::from_writer(out);
-    let err = |e: csv::Error| CliError::Invalid(format!("writing CSV: {e}"));
-    w.write_record([
-        "index",
-        "kind",
-        "time",
-        "member",
-        "subject",
-        "certificate_fingerprint",
-        "token_id",
-        "method",
-        "resource_ids",
-        "resource_owner_members",
-        "decision",
-        "reason",
-        "grpc_status_code",
-        "duration_ms",
-        "decision_index",
-        "prev_hash",
-        "hash",
-    ])
-    .map_err(err)?;
-    for r in records {
-        w.write_record([
-            r.index.to_string(),
-            kind(r).to_owned(),
-            r.time.as_ref().map(|t| t.to_string()).unwrap_or_default(),
-            r.member.clone(),
-            r.subject.clone(),
-            r.certificate_fingerprint.clone(),
-            r.token_id.clone(),
-            r.method.clone(),
-            r.resource_ids.join(" "),
-            r.resource_owner_members.join(" "),
-            decision(r).to_owned(),
-            r.reason.clone(),
-            r.grpc_status_code
-                .map(|c| c.to_string())
-                .unwrap_or_default(),
-            duration_ms(r)
-                .map(|d| format!("{d:.3}"))
-                .unwrap_or_default(),
-            r.decision_index.map(|i| i.to_string()).unwrap_or_default(),
-            r.prev_hash.clone(),
-            r.hash.clone(),
-        ])
-        .map_err(err)?;
+/// An export being written page by page.
+enum Export<W: std::io::Write> {
+    Jsonl(W),
+    // Boxed: the CSV writer's buffers make it far larger than the other.
+    Csv(Box<csv::Writer<W>>),
+}
+
+impl<W: std::io::Write> Export<W> {
+    /// Starts an export in `format` (CSV writes its header row now).
+    fn start(format: ExportFormat, out: W) -> Result<Self, CliError> {
+        match format {
+            ExportFormat::Jsonl => Ok(Export::Jsonl(out)),
+            ExportFormat::Csv => {
+                let mut w = csv::Writer::from_writer(out);
+                w.write_record([
+                    "index",
+                    "kind",
+                    "time",
+                    "member",
+                    "subject",
+                    "certificate_fingerprint",
+                    "token_id",
+                    "method",
+                    "resource_ids",
+                    "resource_owner_members",
+                    "decision",
+                    "reason",
+                    "grpc_status_code",
+                    "duration_ms",
+                    "decision_index",
+                    "prev_hash",
+                    "hash",
+                ])
+                .map_err(csv_error)?;
+                Ok(Export::Csv(Box::new(w)))
+            }
+        }
     }
-    w.flush()
-        .map_err(|e| CliError::Invalid(format!("writing CSV: {e}")))
+
+    /// Writes one page of records.
+    fn write(&mut self, records: &[AccessRecord]) -> Result<(), CliError> {
+        match self {
+            Export::Jsonl(out) => {
+                for r in records {
+                    writeln!(out, "{}", to_json(r)).map_err(export_error)?;
+                }
+            }
+            Export::Csv(w) => {
+                for r in records {
+                    w.write_record([
+                        r.index.to_string(),
+                        kind(r).to_owned(),
+                        r.time.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                        r.member.clone(),
+                        r.subject.clone(),
+                        r.certificate_fingerprint.clone(),
+                        r.token_id.clone(),
+                        r.method.clone(),
+                        r.resource_ids.join(" "),
+                        r.resource_owner_members.join(" "),
+                        decision(r).to_owned(),
+                        r.reason.clone(),
+                        r.grpc_status_code
+                            .map(|c| c.to_string())
+                            .unwrap_or_default(),
+                        duration_ms(r)
+                            .map(|d| format!("{d:.3}"))
+                            .unwrap_or_default(),
+                        r.decision_index.map(|i| i.to_string()).unwrap_or_default(),
+                        r.prev_hash.clone(),
+                        r.hash.clone(),
+                    ])
+                    .map_err(csv_error)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes everything written.
+    fn finish(self) -> Result<(), CliError> {
+        match self {
+            Export::Jsonl(mut out) => out.flush().map_err(export_error),
+            Export::Csv(mut w) => w.flush().map_err(export_error),
+        }
+    }
+}
+
+fn csv_error(e: csv::Error) -> CliError {
+    CliError::Invalid(format!("writing CSV: {e}"))
+}
+
+fn export_error(e: std::io::Error) -> CliError {
+    CliError::Invalid(format!("writing the export: {e}"))
 }
 
 fn print_table(records: &[AccessRecord]) {

@@ -5,6 +5,11 @@
 //! that touched its member's reports. Records hold access metadata only,
 //! never report contents. Out-of-scope records in a range download are
 //! redacted to their index and hashes, so the chain still verifies.
+//!
+//! Every answer is bounded in encoded bytes
+//! ([`PAGE_BYTES`](crate::audit::page::PAGE_BYTES)) as well as in count. The
+//! budget never cuts an answer to nothing: the first item always goes in, so
+//! paging always makes progress.
 
 use std::sync::Arc;
 
@@ -15,14 +20,15 @@ use orex_proto::audit::v1::*;
 use tonic::{Code, Request, Response, Status};
 
 use crate::audit::log::redacted;
+use crate::audit::page::{MAX_RANGE_RECORDS, Page, Scan};
 use crate::door::{Door, Pass};
 use crate::error::GatewayError;
 
 const SERVICE: &str = "/orex.audit.v1.AuditService/";
-/// Most records one query inspects.
+/// Most records one query inspects, matching or not: a query has no index,
+/// so this bounds the work of one call (its page may be short, even empty,
+/// with a next-page token).
 const MAX_SCAN: u64 = 20_000;
-/// Largest range download.
-const MAX_RANGE: u64 = 1000;
 
 /// The audit API.
 #[derive(Debug, Clone)]
@@ -121,25 +127,23 @@ impl AuditApi {
             &pass.caller.principal,
             &filter.encode_to_vec(),
         );
-        let mut next = self.open_cursor(&ctx, &req.page_token)?;
+        let start = self.open_cursor(&ctx, &req.page_token)?;
         let end = log.size();
-        let scan_end = end.min(next.saturating_add(MAX_SCAN));
-        let mut records = Vec::new();
-        while next < scan_end && (records.len() as u64) < size {
-            let chunk_end = scan_end.min(next + 500);
-            for r in log
-                .range(next, chunk_end)
-                .map_err(|_| GatewayError::AuditRead)?
+        let mut page = Page::new(size);
+        // The position to resume from: after every record inspected, except
+        // one that matched but no longer fitted the page.
+        let mut next = start;
+        for item in Scan::new(log, start, end.min(start.saturating_add(MAX_SCAN))) {
+            let (position, r) = item.map_err(|_| GatewayError::AuditRead)?;
+            if in_scope(&pass.policy.partnership, &pass.caller.principal, &r)
+                && matches(&filter, &r)
+                && page.push(r).is_err()
             {
-                next = r.index + 1;
-                if in_scope(&pass.policy.partnership, &pass.caller.principal, &r)
-                    && matches(&filter, &r)
-                {
-                    records.push(r);
-                    if records.len() as u64 >= size {
-                        break;
-                    }
-                }
+                break;
+            }
+            next = position + 1;
+            if page.is_full() {
+                break;
             }
         }
         let next_page_token = if next < end {
@@ -148,7 +152,7 @@ impl AuditApi {
             String::new()
         };
         Ok(QueryAccessRecordsResponse {
-            records,
+            records: page.into_items(),
             next_page_token,
         })
     }
@@ -166,25 +170,25 @@ impl AuditApi {
                 req.start_index
             )));
         }
-        if req.end_index <= req.start_index || req.end_index - req.start_index > MAX_RANGE {
+        if req.end_index <= req.start_index || req.end_index - req.start_index > MAX_RANGE_RECORDS {
             return Err(GatewayError::InvalidArgument(format!(
-                "end_index: must be greater than start_index and at most start_index + {MAX_RANGE}"
+                "end_index: must be greater than start_index and at most start_index + {MAX_RANGE_RECORDS}"
             )));
         }
-        let records = log
-            .range(req.start_index, req.end_index.min(size))
-            .map_err(|_| GatewayError::AuditRead)?
-            .into_iter()
-            .map(|r| {
-                if in_scope(&pass.policy.partnership, &pass.caller.principal, &r) {
-                    r
-                } else {
-                    redacted(&r)
-                }
-            })
-            .collect();
+        let mut page = Page::new(MAX_RANGE_RECORDS);
+        for item in Scan::new(log, req.start_index, req.end_index.min(size)) {
+            let (_, r) = item.map_err(|_| GatewayError::AuditRead)?;
+            let r = if in_scope(&pass.policy.partnership, &pass.caller.principal, &r) {
+                r
+            } else {
+                redacted(&r)
+            };
+            if page.push(r).is_err() {
+                break;
+            }
+        }
         Ok(GetRecordRangeResponse {
-            records,
+            records: page.into_items(),
             log_size: size,
         })
     }
@@ -205,7 +209,8 @@ impl AuditApi {
         let nanos = |t: &prost_types::Timestamp| {
             i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
         };
-        let mut checkpoints = Vec::new();
+        let mut page = Page::new(size);
+        let mut last_size = None;
         let mut next_page_token = String::new();
         for c in self.door.audit().checkpoints_after(after) {
             let c = c.map_err(|_| GatewayError::AuditRead)?;
@@ -217,15 +222,17 @@ impl AuditApi {
             if !in_window {
                 continue;
             }
-            if checkpoints.len() as u64 >= size {
-                let last: &Checkpoint = checkpoints.last().expect("page is full");
-                next_page_token = self.tokens.seal(&ctx, &last.log_size.to_be_bytes());
+            let log_size = c.log_size;
+            if page.push(c).is_err() {
+                // A page holds at least one checkpoint, so there is a last.
+                let last: u64 = last_size.expect("a full page is not empty");
+                next_page_token = self.tokens.seal(&ctx, &last.to_be_bytes());
                 break;
             }
-            checkpoints.push(c);
+            last_size = Some(log_size);
         }
         Ok(ListCheckpointsResponse {
-            checkpoints,
+            checkpoints: page.into_items(),
             next_page_token,
         })
     }
