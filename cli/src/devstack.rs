@@ -440,8 +440,8 @@ slow_consumer_seconds = 30
 # Load shedding: calls in flight at once (open streams excluded); above these
 # a call is refused at once with RESOURCE_EXHAUSTED and recorded.
 [load]
-max_in_flight = 2048
-max_in_flight_per_member = 512
+max_in_flight = 256
+max_in_flight_per_member = 128
 "#,
         gateway = ports.gateway,
         sharing = ports.sharing

@@ -40,21 +40,23 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadConfig {
-    /// Calls in flight at once over all members (default 2048). Open streams
-    /// do not count: they are bounded by the policy's `open_streams`.
+    /// Calls in flight at once over all members (default 256). Open streams
+    /// do not count: they are bounded by the policy's `open_streams`. Size it
+    /// as peak calls/s × acceptable latency: a queue longer than that only
+    /// adds waiting, and the excess is better refused at once.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: u32,
-    /// Calls in flight at once for one member (default 512).
+    /// Calls in flight at once for one member (default 128).
     #[serde(default = "default_in_flight_per_member")]
     pub max_in_flight_per_member: u32,
 }
 
 fn default_in_flight() -> u32 {
-    2048
+    256
 }
 
 fn default_in_flight_per_member() -> u32 {
-    512
+    128
 }
 
 impl Default for LoadConfig {

@@ -122,6 +122,7 @@ impl Prepared {
             self.streams,
             shutdown.clone(),
         );
+        shutdown.spawn(door.clone().record_shed_calls(shutdown.clone()));
         let audit_api = audit::service::AuditApi::new(door, tokens);
         shutdown.spawn(self.policy.clone().watch(self.hangups, shutdown.clone()));
         shutdown.spawn(self.audit.clone().run_checkpoints(shutdown.clone()));

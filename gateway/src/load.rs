@@ -6,6 +6,13 @@
 //!
 //! Open streams are not counted here: they last long and are bounded by the
 //! policy's `open_streams`.
+//!
+//! Shed calls are recorded, but not one record each: under overload that
+//! would make the access log — the gateway's costliest step — do as much work
+//! for refused calls as for admitted ones, and shedding would shed nothing.
+//! Instead they are tallied per member, certificate and method, and the door
+//! writes one DENY record per tally every [`SHED_RECORD_INTERVAL`] (and at
+//! shutdown) with the count and the time span.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -17,6 +24,30 @@ use crate::config::LoadConfig;
 /// The retry hint a shed call carries: long enough for in-flight calls to
 /// finish, short enough that a retrying client loses little.
 pub const RETRY_AFTER: Duration = Duration::from_millis(50);
+
+/// How often tallies of shed calls become access records.
+pub const SHED_RECORD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shed calls of one member, certificate and method since the last record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShedTally {
+    /// The certificate's member ("" if it names none).
+    pub member: String,
+    /// SHA-256 of the certificate, hex ("" if none was presented).
+    pub certificate_fingerprint: String,
+    /// The method called.
+    pub method: String,
+    /// How many calls were shed.
+    pub count: u64,
+    /// When the first was shed.
+    pub first: std::time::SystemTime,
+    /// When the last was shed.
+    pub last: std::time::SystemTime,
+    /// The bound that refused the last one.
+    pub bound: Bound,
+}
+
+type TallyKey = (String, String, String);
 
 /// Which bound refused a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +64,7 @@ pub struct InFlight {
     config: LoadConfig,
     total: Arc<AtomicU32>,
     members: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    shed: Mutex<HashMap<TallyKey, ShedTally>>,
 }
 
 /// Held while an admitted call is in flight; dropping it frees its place.
@@ -65,7 +97,45 @@ impl InFlight {
             config,
             total: Arc::new(AtomicU32::new(0)),
             members: Mutex::new(HashMap::new()),
+            shed: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Counts one shed call.
+    pub fn note_shed(
+        &self,
+        member: &str,
+        certificate_fingerprint: &str,
+        method: &str,
+        bound: Bound,
+    ) {
+        let now = std::time::SystemTime::now();
+        let mut shed = self.shed.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (
+            member.to_owned(),
+            certificate_fingerprint.to_owned(),
+            method.to_owned(),
+        );
+        let tally = shed.entry(key).or_insert_with(|| ShedTally {
+            member: member.to_owned(),
+            certificate_fingerprint: certificate_fingerprint.to_owned(),
+            method: method.to_owned(),
+            count: 0,
+            first: now,
+            last: now,
+            bound,
+        });
+        tally.count += 1;
+        tally.last = now;
+        tally.bound = bound;
+    }
+
+    /// The tallies since the last call, emptied.
+    pub fn take_shed(&self) -> Vec<ShedTally> {
+        let mut shed = self.shed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tallies: Vec<ShedTally> = shed.drain().map(|(_, t)| t).collect();
+        tallies.sort_by_key(|t| t.first);
+        tallies
     }
 
     /// Admits one more call of `member` (its certificate's member, or a
@@ -122,6 +192,23 @@ mod tests {
         let _b = load.admit("JP").expect("another member still gets in");
         drop(a1);
         load.admit("US").expect("a finished call frees its place");
+    }
+
+    #[test]
+    fn shed_calls_are_tallied_per_member_certificate_and_method() {
+        let load = in_flight(1, 1);
+        for _ in 0..3 {
+            load.note_shed("US", "aa", "/m/A", Bound::Member(1));
+        }
+        load.note_shed("US", "aa", "/m/B", Bound::Total(1));
+        let tallies = load.take_shed();
+        let counts: Vec<(&str, u64)> = tallies
+            .iter()
+            .map(|t| (t.method.as_str(), t.count))
+            .collect();
+        assert_eq!(counts.len(), 2);
+        assert!(counts.contains(&("/m/A", 3)) && counts.contains(&("/m/B", 1)));
+        assert!(load.take_shed().is_empty(), "taken once");
     }
 
     #[test]

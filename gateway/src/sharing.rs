@@ -14,7 +14,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::door::{Door, Pass, Touched};
 use crate::forward::{relay_screened, sanitized};
+use crate::ratelimit::class_of;
 use crate::screen::{may_see, owner};
+use orex_membership::MethodClass;
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
 
@@ -71,22 +73,35 @@ impl SharingGateway {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let method = format!("{SERVICE}{name}");
-        let pass = self.door.admit(&req, &method, resources).await?;
+        // Reads overlap the decision's flush with the backend call and are
+        // released once both records are durable; writes are forwarded only
+        // once their decision is durable.
+        let read = class_of(&method) == MethodClass::Read;
+        let pass = if read {
+            self.door.admit_read(&req, &method, resources).await?
+        } else {
+            self.door.admit(&req, &method, resources).await?
+        };
         let out = pass.outbound(req)?;
         let answer = call(self.backend.clone(), out)
             .await
             .and_then(|resp| screen(&pass, resp.into_inner()));
+        let (code, touched, reason) = match &answer {
+            Ok((_, touched)) => (Code::Ok, touched.clone(), "completed".to_owned()),
+            Err(status) => (
+                status.code(),
+                vec![],
+                sanitized(status.clone()).message().to_owned(),
+            ),
+        };
+        if read {
+            pass.release(code, touched, reason).await?;
+        } else {
+            pass.finish(code, touched, reason).await;
+        }
         match answer {
-            Ok((resp, touched)) => {
-                pass.finish(Code::Ok, touched, "completed".into()).await;
-                Ok(Response::new(resp))
-            }
-            Err(status) => {
-                let status = sanitized(status);
-                pass.finish(status.code(), vec![], status.message().to_owned())
-                    .await;
-                Err(status)
-            }
+            Ok((resp, _)) => Ok(Response::new(resp)),
+            Err(status) => Err(sanitized(status)),
         }
     }
 }

@@ -43,7 +43,7 @@ async fn a_member_over_its_in_flight_bound_is_shed_at_once_and_recorded() {
         Stack::edit_config(
             l,
             "gateway.toml",
-            "max_in_flight_per_member = 512",
+            "max_in_flight_per_member = 128",
             "max_in_flight_per_member = 2",
         )
     })
@@ -88,12 +88,16 @@ async fn a_member_over_its_in_flight_bound_is_shed_at_once_and_recorded() {
         refused.metadata().get("retry-after-ms").is_some(),
         "a retry hint"
     );
-    // ... and recorded as a refusal.
+    // ... and recorded: shed calls are tallied into one refusal record per
+    // member, certificate and method each second.
     wait_for_records(&stack, 1, |r| {
         r.member == "FR"
+            && r.method.ends_with("/GetReport")
             && r.decision() == AccessDecision::Deny
+            && r.reason.starts_with("shed 1 calls between")
             && r.reason.contains("calls in flight")
-            && r.resource_ids == vec!["one-too-many".to_owned()]
+            && r.grpc_status_code == Some(Code::ResourceExhausted as u32)
+            && !r.certificate_fingerprint.is_empty()
     })
     .await;
 

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
-use orex_kit::group_commit::{Applied, ApplyFn, GroupCommit};
+use orex_kit::group_commit::{Applied, ApplyFn, GroupCommit, Staged};
 use orex_kit::store::{EventLog, Store, decode_value, encode_value, seq_key};
 use orex_kit::{KitError, Shutdown};
 use orex_proto::audit::v1::{AccessRecord, Checkpoint};
@@ -156,7 +156,6 @@ struct Inner {
     every_records: u64,
     interval: Duration,
     failing: AtomicBool,
-    unsigned: tokio::sync::Notify,
     /// Log size covered by the newest checkpoint (cached: read on every append).
     signed: AtomicU64,
     /// Appends of concurrent calls, chained, written and flushed together.
@@ -226,7 +225,6 @@ impl AuditLog {
                 every_records: config.checkpoint_every_records,
                 interval: Duration::from_secs(config.checkpoint_interval_seconds),
                 failing: AtomicBool::new(false),
-                unsigned: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -245,18 +243,26 @@ impl AuditLog {
 
     /// Appends a record (its index and hashes are filled in here) and
     /// returns once it is on disk.
-    pub async fn append(&self, mut record: AccessRecord) -> Result<AccessRecord, AuditError> {
+    pub async fn append(&self, record: AccessRecord) -> Result<AccessRecord, AuditError> {
+        let staged = self.append_staged(record).await?;
+        staged.durable.await?;
+        Ok(staged.out)
+    }
+
+    /// Appends a record and returns once it is in the store, with a
+    /// [`Durable`] that resolves once it is on disk: for callers that may
+    /// overlap work with the flush but release nothing before it.
+    pub async fn append_staged(
+        &self,
+        mut record: AccessRecord,
+    ) -> Result<Staged<AccessRecord>, AuditError> {
         if self.inner.failing.load(Ordering::SeqCst) {
             return Err(AuditError::Injected);
         }
         // Filled in by the writer, in chain order.
         record.index = 0;
         record.prev_hash.clear();
-        let stored = self.inner.writer.submit(record).await?;
-        if self.size().saturating_sub(self.signed_size()) >= self.inner.every_records {
-            self.inner.unsigned.notify_one();
-        }
-        Ok(stored)
+        Ok(self.inner.writer.stage(record).await?)
     }
 
     /// Number of durable records.
@@ -348,12 +354,23 @@ impl AuditLog {
     /// Signs checkpoints every N records or T seconds until shutdown, then
     /// signs a last one.
     pub async fn run_checkpoints(self, shutdown: Shutdown) {
+        // Woken by every batch that becomes durable; signs once enough are.
+        let mut durable = self.inner.log.watch();
+        let mut due = tokio::time::Instant::now() + self.inner.interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.inner.interval) => {}
-                _ = self.inner.unsigned.notified() => {}
+                _ = tokio::time::sleep_until(due) => {}
+                changed = durable.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    if self.size().saturating_sub(self.signed_size()) < self.inner.every_records {
+                        continue;
+                    }
+                }
                 _ = shutdown.wait() => break,
             }
+            due = tokio::time::Instant::now() + self.inner.interval;
             if let Err(e) = self.checkpoint().await {
                 tracing::error!(error = %e, "could not sign an access log checkpoint");
             }

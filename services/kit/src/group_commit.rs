@@ -34,7 +34,41 @@ pub struct Applied<Out> {
     pub appended: bool,
 }
 
-type Reply<Out> = oneshot::Sender<Result<Out, KitError>>;
+type Pending<Op, Out> = (
+    Op,
+    oneshot::Sender<Result<Out, KitError>>,
+    oneshot::Sender<Result<(), KitError>>,
+);
+
+fn stopped() -> KitError {
+    KitError::Flush("the writer stopped".into())
+}
+
+/// An applied operation whose flush may still be under way.
+#[derive(Debug)]
+pub struct Staged<Out> {
+    /// The operation's answer.
+    pub out: Out,
+    /// Resolves once the operation is on disk.
+    pub durable: Durable,
+}
+
+/// Resolves once a staged operation is on disk (and visible to readers).
+#[derive(Debug)]
+pub struct Durable(oneshot::Receiver<Result<(), KitError>>);
+
+impl std::future::Future for Durable {
+    type Output = Result<(), KitError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or_else(|_| Err(stopped())))
+    }
+}
 
 /// Applies a batch: given the sequence number of the first event it may
 /// append and the queued operations in order, writes them (appended events
@@ -44,7 +78,7 @@ type Reply<Out> = oneshot::Sender<Result<Out, KitError>>;
 pub type ApplyFn<Op, Out> = dyn Fn(u64, &[Op]) -> Result<Vec<Applied<Out>>, KitError> + Send + Sync;
 
 struct Queue<Op, Out> {
-    pending: Vec<(Op, Reply<Out>)>,
+    pending: Vec<Pending<Op, Out>>,
     writing: bool,
 }
 
@@ -90,10 +124,20 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
     /// Queues `op` and resolves once it is applied, durable and visible to
     /// readers (or failed). Must be called inside a Tokio runtime.
     pub async fn submit(&self, op: Op) -> Result<Out, KitError> {
-        let (tx, rx) = oneshot::channel();
+        let staged = self.stage(op).await?;
+        staged.durable.await?;
+        Ok(staged.out)
+    }
+
+    /// Queues `op` and resolves once it is applied (in the store, not yet
+    /// durable): the answer, and a [`Durable`] that resolves once it is on
+    /// disk. For callers that can overlap other work with the flush.
+    pub async fn stage(&self, op: Op) -> Result<Staged<Out>, KitError> {
+        let (applied_tx, applied_rx) = oneshot::channel();
+        let (durable_tx, durable_rx) = oneshot::channel();
         let start_writer = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-            q.pending.push((op, tx));
+            q.pending.push((op, applied_tx, durable_tx));
             !std::mem::replace(&mut q.writing, true)
         };
         if start_writer {
@@ -101,20 +145,47 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
             // (a cancelled RPC) must not strand the others' writes.
             tokio::spawn(self.clone().write_until_empty());
         }
-        rx.await
-            .map_err(|_| KitError::Flush("the writer stopped".into()))?
+        let out = applied_rx.await.map_err(|_| stopped())??;
+        Ok(Staged {
+            out,
+            durable: Durable(durable_rx),
+        })
     }
 
     async fn write_until_empty(self) {
         let mut writer = Some(self);
         while let Some(w) = writer.take() {
-            let batch: Vec<(Op, Reply<Out>)> = {
+            let batch: Vec<Pending<Op, Out>> = {
                 let mut q = w.queue.lock().unwrap_or_else(|e| e.into_inner());
                 let n = q.pending.len().min(MAX_BATCH);
                 q.pending.drain(..n).collect()
             };
-            let (ops, replies): (Vec<Op>, Vec<Reply<Out>>) = batch.into_iter().unzip();
-            let results = w.write(ops).await;
+            let mut ops = Vec::with_capacity(batch.len());
+            let mut durables = Vec::with_capacity(batch.len());
+            let mut applied_replies = Vec::with_capacity(batch.len());
+            for (op, applied, durable) in batch {
+                ops.push(op);
+                applied_replies.push(applied);
+                durables.push(durable);
+            }
+            let flushed = match w.apply(ops) {
+                Ok((upto, outs)) => {
+                    for (reply, out) in applied_replies.into_iter().zip(outs) {
+                        let _ = reply.send(Ok(out));
+                    }
+                    let flushed = w.store.durable().await;
+                    if flushed.is_ok() {
+                        w.log.publish(upto);
+                    }
+                    flushed
+                }
+                Err(e) => {
+                    for reply in applied_replies {
+                        let _ = reply.send(Err(e.for_each_caller()));
+                    }
+                    Err(e)
+                }
+            };
             let more = {
                 let mut q = w.queue.lock().unwrap_or_else(|e| e.into_inner());
                 q.writing = !q.pending.is_empty();
@@ -127,39 +198,27 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
             } else {
                 drop(w);
             }
-            match results {
-                Ok(outs) => {
-                    for (reply, out) in replies.into_iter().zip(outs) {
-                        let _ = reply.send(Ok(out));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.for_each_caller()));
-                    }
-                }
+            for reply in durables {
+                let _ = reply.send(match &flushed {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(e.for_each_caller()),
+                });
             }
         }
     }
 
-    /// Applies one batch, flushes it and publishes its events.
-    async fn write(&self, ops: Vec<Op>) -> Result<Vec<Out>, KitError> {
-        let (upto, applied) = {
-            let mut assigned = self.log.lock_assigned();
-            let applied = (self.apply)(*assigned + 1, &ops)?;
-            if applied.len() != ops.len() {
-                return Err(KitError::Corrupt(format!(
-                    "a batch of {} operations produced {} answers",
-                    ops.len(),
-                    applied.len()
-                )));
-            }
-            *assigned += applied.iter().filter(|a| a.appended).count() as u64;
-            (*assigned, applied)
-        };
-        drop(ops);
-        self.store.durable().await?;
-        self.log.publish(upto);
-        Ok(applied.into_iter().map(|a| a.out).collect())
+    /// Applies one batch; returns the last sequence it used and the answers.
+    fn apply(&self, ops: Vec<Op>) -> Result<(u64, Vec<Out>), KitError> {
+        let mut assigned = self.log.lock_assigned();
+        let applied = (self.apply)(*assigned + 1, &ops)?;
+        if applied.len() != ops.len() {
+            return Err(KitError::Corrupt(format!(
+                "a batch of {} operations produced {} answers",
+                ops.len(),
+                applied.len()
+            )));
+        }
+        *assigned += applied.iter().filter(|a| a.appended).count() as u64;
+        Ok((*assigned, applied.into_iter().map(|a| a.out).collect()))
     }
 }

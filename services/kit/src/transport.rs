@@ -32,8 +32,8 @@ use tonic::transport::{Endpoint, Server};
 
 /// Per-stream receive window of dialled connections: what one stalled
 /// stream may leave unread.
-pub const STREAM_WINDOW: u32 = 256 * 1024;
-/// Per-connection receive window of dialled connections: room for 4,096
+pub const STREAM_WINDOW: u32 = 64 * 1024;
+/// Per-connection receive window of dialled connections: room for 16,384
 /// stalled streams of [`STREAM_WINDOW`] before the connection stalls (the
 /// HTTP/2 maximum is 2^31-1).
 pub const CONNECTION_WINDOW: u32 = 1024 * 1024 * 1024;
