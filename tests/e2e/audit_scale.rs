@@ -50,8 +50,6 @@ fn stream_outcome(n: u64, ids: usize) -> AccessRecord {
         time: Some(SystemTime::now().into()),
         member: "US".into(),
         subject: "bulk".into(),
-        certificate_fingerprint: "ab".repeat(32),
-        token_id: format!("{:0>36}", n),
         method: SUBSCRIBE.into(),
         resource_ids: (0..ids)
             .map(|i| format!("0191c7a2-{:04x}-7000-8000-{:012x}", n % 0x10000, i))
@@ -342,9 +340,29 @@ fn bytes(r: &AccessRecord) -> usize {
     r.encoded_len()
 }
 
+/// Prints the records one call left: its DECISION, then its OUTCOMEs.
+fn print_call(what: &str, records: &[AccessRecord], decision: &AccessRecord) {
+    let outcomes: Vec<&AccessRecord> = records
+        .iter()
+        .filter(|r| r.decision_index == Some(decision.index))
+        .collect();
+    let total = bytes(decision) + outcomes.iter().map(|r| bytes(r)).sum::<usize>();
+    println!("{what}: {} records, {total} bytes", 1 + outcomes.len());
+    println!("  DECISION {} bytes", bytes(decision));
+    for r in outcomes {
+        println!(
+            "  OUTCOME  {} bytes ({} ids, owners {:?})",
+            bytes(r),
+            r.resource_ids.len(),
+            r.resource_owner_members
+        );
+    }
+}
+
 #[tokio::test]
 #[ignore = "measurement: cargo test -p orex-e2e --test e2e audit_scale::record_sizes -- --ignored --nocapture"]
 async fn record_sizes_per_call() {
+    const EVENTS: usize = 5;
     let stack = Stack::spawn().await;
     let mut alice = stack.client("us-alice").await;
     let mut dora = stack.client("de-dora").await;
@@ -354,23 +372,23 @@ async fn record_sizes_per_call() {
         .unwrap()
         .into_inner();
     let mut ids = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..EVENTS {
         ids.push(
             publish(&mut alice, content(Marking::Green, &[], &[]))
                 .await
                 .id,
         );
     }
-    for _ in 0..5 {
+    for _ in 0..EVENTS {
         events.message().await.unwrap().unwrap();
     }
     drop(events);
-    dora.get_report(GetReportRequest {
-        report_id: ids[0].clone(),
+    let read = |id: &str| GetReportRequest {
+        report_id: id.to_owned(),
         version: 0,
-    })
-    .await
-    .unwrap();
+    };
+    dora.get_report(read(&ids[0])).await.unwrap();
+    alice.get_report(read(&ids[1])).await.unwrap();
     // Hang guard only: the stream's outcome is written once the gateway
     // notices the client left.
     let records = orex_e2e::within(20, async {
@@ -387,33 +405,35 @@ async fn record_sizes_per_call() {
         }
     })
     .await;
-    let find = |method: &str, kind: AccessRecordKind, owner: bool| {
+    let decision = |method: &str, subject: &str| {
         records
             .iter()
             .find(|r| {
-                r.method == method
-                    && r.kind() == kind
-                    && r.resource_owner_members.is_empty() != owner
+                r.method == method && r.subject == subject && r.kind() == AccessRecordKind::Decision
             })
-            .unwrap_or_else(|| panic!("{method} {kind:?}"))
+            .unwrap_or_else(|| panic!("{method} by {subject}"))
     };
-    let decision = find(GET_REPORT, AccessRecordKind::Decision, false);
-    let outcome = find(GET_REPORT, AccessRecordKind::Outcome, false);
-    let owner = find(GET_REPORT, AccessRecordKind::Outcome, true);
-    let stream = find(SUBSCRIBE, AccessRecordKind::Outcome, false);
-    let per_id = ids[0].len() + 2;
-    println!("GetReport DECISION           {} bytes", bytes(decision));
-    println!("GetReport OUTCOME (caller)   {} bytes", bytes(outcome));
-    println!("GetReport OUTCOME (owner)    {} bytes", bytes(owner));
-    println!(
-        "stream OUTCOME, {} ids        {} bytes; {per_id} bytes an id, so {} bytes at 1,000 ids",
-        stream.resource_ids.len(),
-        bytes(stream),
-        bytes(stream) + (1000 - stream.resource_ids.len()) * per_id
+    print_call(
+        "GetReport of another member's report",
+        &records,
+        decision(GET_REPORT, "dora"),
     );
+    print_call(
+        "GetReport of one's own member's report",
+        &records,
+        decision(GET_REPORT, "alice"),
+    );
+    let stream = decision(SUBSCRIBE, "dora");
+    print_call(
+        &format!("SubscribeReports delivering {EVENTS} reports"),
+        &records,
+        stream,
+    );
+    let per_id = ids[0].len() + 2;
+    println!("  each delivered report id adds {per_id} bytes to the stream's OUTCOME(s)");
     println!(
-        "redacted copy                {} bytes",
-        bytes(&orex_gateway::audit::log::redacted(decision))
+        "a redacted copy: {} bytes",
+        bytes(&orex_gateway::audit::log::redacted(stream))
     );
     stack.stop().await;
 }
@@ -428,8 +448,27 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// A typical record: a GetReport's DECISION or OUTCOME, with one stream
-/// OUTCOME of 1,000 reports in every 1,000 records.
+/// CPU time this process has used so far (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime and stime the 12th and 13th, in clock ticks (100 a second
+    // on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A typical record: a GetReport's DECISION or OUTCOME (of another member's
+/// report), with one stream OUTCOME of 1,000 reports in every 1,000 records.
 fn typical(n: u64) -> AccessRecord {
     if n % 1000 == 999 {
         return stream_outcome(n, 1000);
@@ -444,8 +483,17 @@ fn typical(n: u64) -> AccessRecord {
         time: Some(SystemTime::now().into()),
         member: "DE".into(),
         subject: "dora".into(),
-        certificate_fingerprint: "cd".repeat(32),
-        token_id: format!("{:0>36}", n / 2),
+        // Outcomes leave these to their decision.
+        certificate_fingerprint: if decision {
+            "cd".repeat(32)
+        } else {
+            String::new()
+        },
+        token_id: if decision {
+            format!("{:0>36}", n / 2)
+        } else {
+            String::new()
+        },
         method: GET_REPORT.into(),
         resource_ids: vec![format!("0191c7a2-0000-7000-8000-{:012x}", n / 2)],
         decision: AccessDecision::Allow as i32,
@@ -460,6 +508,7 @@ fn typical(n: u64) -> AccessRecord {
             nanos: 812_345,
         }),
         decision_index: (!decision).then_some(n - 1),
+        resource_owner_members: if decision { vec![] } else { vec!["US".into()] },
         ..Default::default()
     }
 }
@@ -506,6 +555,7 @@ async fn a_million_record_log_verifies_in_flat_memory() {
     // `verifier_process`), so its peak memory is its own.
     let bundle = stack.bundle("us-oversight");
     let key = stack.layout.audit_keys().1;
+    let gateway_cpu = cpu_seconds();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args([
@@ -527,6 +577,10 @@ async fn a_million_record_log_verifies_in_flat_memory() {
         .find(|l| l.starts_with("VERIFIER"))
         .unwrap_or_else(|| panic!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     println!("{line}");
+    println!(
+        "gateway (this process) used {:.2} s of CPU while serving the verifier",
+        cpu_seconds() - gateway_cpu
+    );
     assert!(line.contains("problem=None"), "{line}");
     stack.stop().await;
 }
@@ -563,10 +617,11 @@ fn verifier_process() {
         .unwrap();
         let seconds = started.elapsed().as_secs_f64();
         println!(
-            "VERIFIER records={} checkpoints={} seconds={seconds:.2} records_per_s={:.0} \
+            "VERIFIER records={} checkpoints={} seconds={seconds:.2} cpu_seconds={:.2} records_per_s={:.0} \
              peak_rss_kib_at_start={at_start} peak_rss_kib_by_records=[{}] peak_rss_kib_end={} problem={:?}",
             v.records,
             v.checkpoints,
+            cpu_seconds(),
             v.records as f64 / seconds,
             samples.join(" "),
             peak_rss_kib(),
