@@ -514,7 +514,7 @@ fn typical(n: u64) -> AccessRecord {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "measurement: cargo test --release -p orex-e2e --test e2e audit_scale::a_million -- --ignored --nocapture"]
+#[ignore = "measurement: cargo test --release -p orex-e2e --test e2e audit_scale::a_million -- --ignored --nocapture (OREX_AUDIT_SCALE_RECORDS, OREX_AUDIT_SCALE_CLI)"]
 async fn a_million_record_log_verifies_in_flat_memory() {
     let total: u64 = std::env::var("OREX_AUDIT_SCALE_RECORDS")
         .ok()
@@ -582,6 +582,32 @@ async fn a_million_record_log_verifies_in_flat_memory() {
         cpu_seconds() - gateway_cpu
     );
     assert!(line.contains("problem=None"), "{line}");
+
+    // The real command too, when given (`OREX_AUDIT_SCALE_CLI=target/release/orex`),
+    // under /usr/bin/time for its wall time and peak RSS.
+    if let Ok(orex) = std::env::var("OREX_AUDIT_SCALE_CLI") {
+        let bundle = stack.bundle("us-oversight");
+        let key = stack.layout.audit_keys().1;
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("/usr/bin/time")
+                .args([
+                    "-f",
+                    "orex audit verify: %e s wall, %U s user, %S s system, peak RSS %M KiB",
+                ])
+                .arg(orex)
+                .args(["audit", "verify", "--bundle"])
+                .arg(bundle)
+                .arg("--public-key")
+                .arg(key)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        print!("{}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success());
+    }
     stack.stop().await;
 }
 
