@@ -107,6 +107,18 @@ async fn stage_in_time(
     }
 }
 
+/// [`AuditLog::append_deferred`] within [`RECORD_DEADLINE`].
+async fn defer_in_time(
+    audit: &AuditLog,
+    record: AccessRecord,
+) -> Result<Staged<AccessRecord>, String> {
+    match tokio::time::timeout(RECORD_DEADLINE, audit.append_deferred(record)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("not stored within {RECORD_DEADLINE:?}")),
+    }
+}
+
 async fn append_in_time(audit: &AuditLog, record: AccessRecord) -> Result<AccessRecord, String> {
     match tokio::time::timeout(RECORD_DEADLINE, audit.append(record)).await {
         Ok(Ok(r)) => Ok(r),
@@ -221,7 +233,7 @@ impl Door {
                 record.decision = AccessDecision::Allow as i32;
                 record.reason = rule;
                 let recorded = if read {
-                    stage_in_time(&self.audit, record)
+                    defer_in_time(&self.audit, record)
                         .await
                         .map(|s| (s.out, Some(s.durable)))
                 } else {

@@ -120,7 +120,6 @@ fn chain_writer(log: &Arc<EventLog>, head: String) -> Arc<ApplyFn<AccessRecord, 
     Arc::new(move |first: u64, records: &[AccessRecord]| {
         let mut head = head.lock().unwrap_or_else(|e| e.into_inner());
         let mut prev = head.clone();
-        let mut batch = sled::Batch::default();
         let mut sealed = Vec::with_capacity(records.len());
         for (seq, record) in (first..).zip(records) {
             let mut record = record.clone();
@@ -128,13 +127,23 @@ fn chain_writer(log: &Arc<EventLog>, head: String) -> Arc<ApplyFn<AccessRecord, 
             record.prev_hash = std::mem::take(&mut prev);
             seal_record(&mut record);
             prev.clone_from(&record.hash);
-            batch.insert(&seq_key(seq), encode_value(&record));
+            // Plain inserts, in order: sled recovers a prefix of its log, so
+            // a crash can only lose a tail of records nobody was told were
+            // durable. (`apply_batch` would seal an I/O buffer per batch: an
+            // extra write per batch for an atomicity a chain does not need.)
+            if let Err(e) = tree.insert(seq_key(seq), encode_value(&record)) {
+                // The batch fails as a whole: the head stays where it was and
+                // the next batch reuses these sequences; take back what went in.
+                for done in first..seq {
+                    let _ = tree.remove(seq_key(done));
+                }
+                return Err(e.into());
+            }
             sealed.push(Applied {
                 out: record,
                 appended: true,
             });
         }
-        tree.apply_batch(batch)?;
         *head = prev;
         Ok(sealed)
     })
@@ -250,11 +259,30 @@ impl AuditLog {
     }
 
     /// Appends a record and returns once it is in the store, with a
-    /// [`Durable`] that resolves once it is on disk: for callers that may
-    /// overlap work with the flush but release nothing before it.
+    /// [`Durable`](orex_kit::group_commit::Durable) that resolves once it is
+    /// on disk: for callers that overlap work with the flush but release
+    /// nothing before it.
     pub async fn append_staged(
         &self,
+        record: AccessRecord,
+    ) -> Result<Staged<AccessRecord>, AuditError> {
+        self.stage(record, true).await
+    }
+
+    /// Like [`append_staged`](Self::append_staged), but asks for no flush:
+    /// the record becomes durable with the next append that does (a read's
+    /// outcome), or a few milliseconds later.
+    pub async fn append_deferred(
+        &self,
+        record: AccessRecord,
+    ) -> Result<Staged<AccessRecord>, AuditError> {
+        self.stage(record, false).await
+    }
+
+    async fn stage(
+        &self,
         mut record: AccessRecord,
+        flush: bool,
     ) -> Result<Staged<AccessRecord>, AuditError> {
         if self.inner.failing.load(Ordering::SeqCst) {
             return Err(AuditError::Injected);
@@ -262,7 +290,12 @@ impl AuditLog {
         // Filled in by the writer, in chain order.
         record.index = 0;
         record.prev_hash.clear();
-        Ok(self.inner.writer.stage(record).await?)
+        let writer = &self.inner.writer;
+        Ok(if flush {
+            writer.stage(record).await?
+        } else {
+            writer.stage_deferred(record).await?
+        })
     }
 
     /// Number of durable records.

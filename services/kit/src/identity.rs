@@ -7,7 +7,9 @@
 //! The TLS layer has already verified the chain to the partnership CA; this
 //! module only reads the verified leaf.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{LazyLock, Mutex};
 
 use sha2::{Digest, Sha256};
 use tonic::Request;
@@ -83,8 +85,44 @@ pub fn peer_of<T>(request: &Request<T>) -> Result<Peer, IdentityError> {
     peer_from_der(leaf.as_ref())
 }
 
+/// Certificates whose identity is remembered; the cache is emptied when full.
+const CACHE_LIMIT: usize = 16_384;
+
+/// Identities already read, by certificate hash: a connection presents the
+/// same certificate on every call, and parsing it cost more than the rest
+/// of the identity check. The hash covers the whole DER, so a hit is the
+/// same certificate (already verified by TLS for this connection).
+static IDENTITIES: LazyLock<Mutex<IdentityCache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+type IdentityCache = HashMap<[u8; 32], Result<PeerIdentity, IdentityError>>;
+
 /// Reads a peer from a DER certificate.
 pub fn peer_from_der(der: &[u8]) -> Result<Peer, IdentityError> {
+    let cert_sha256: [u8; 32] = Sha256::digest(der).into();
+    let cached = IDENTITIES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cert_sha256)
+        .cloned();
+    let identity = match cached {
+        Some(found) => found,
+        None => {
+            let found = identity_from_der(der);
+            let mut cache = IDENTITIES.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(cert_sha256, found.clone());
+            found
+        }
+    }?;
+    Ok(Peer {
+        identity,
+        cert_sha256,
+    })
+}
+
+fn identity_from_der(der: &[u8]) -> Result<PeerIdentity, IdentityError> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|_| IdentityError::Unparsable)?;
     let san = cert
         .subject_alternative_name()
@@ -98,11 +136,7 @@ pub fn peer_from_der(der: &[u8]) -> Result<Peer, IdentityError> {
     if found.next().is_some() {
         return Err(IdentityError::NoIdentity);
     }
-    let identity = parse_identity(uri).ok_or(IdentityError::NoIdentity)?;
-    Ok(Peer {
-        identity,
-        cert_sha256: Sha256::digest(der).into(),
-    })
+    parse_identity(uri).ok_or(IdentityError::NoIdentity)
 }
 
 /// Parses `spiffe://orex/member/US/alice` or `spiffe://orex/workload/gateway`.
