@@ -429,7 +429,7 @@ key_id = "orex-dev-audit-1"
 log_id = "orex-gateway/dev"
 checkpoint_every_records = 1000
 checkpoint_interval_seconds = 10
-cache_mib = 64
+cache_mib = 16
 
 # Member streams: events buffered per stream, and how long a full buffer may
 # stay unread before the stream ends with RESOURCE_EXHAUSTED (resumable).
@@ -440,8 +440,8 @@ slow_consumer_seconds = 30
 # Load shedding: calls in flight at once (open streams excluded); above these
 # a call is refused at once with RESOURCE_EXHAUSTED and recorded.
 [load]
-max_in_flight = 256
-max_in_flight_per_member = 128
+max_in_flight = 512
+max_in_flight_per_member = 256
 "#,
         gateway = ports.gateway,
         sharing = ports.sharing

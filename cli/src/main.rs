@@ -71,9 +71,6 @@ enum DevCommand {
     },
 }
 
-#[global_allocator]
-static ALLOCATOR: orex_kit::Allocator = orex_kit::Allocator;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     orex_kit::install_crypto_provider();

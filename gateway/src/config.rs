@@ -40,23 +40,23 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadConfig {
-    /// Calls in flight at once over all members (default 256). Open streams
+    /// Calls in flight at once over all members (default 512). Open streams
     /// do not count: they are bounded by the policy's `open_streams`. Size it
     /// as peak calls/s × acceptable latency: a queue longer than that only
     /// adds waiting, and the excess is better refused at once.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: u32,
-    /// Calls in flight at once for one member (default 128).
+    /// Calls in flight at once for one member (default 256).
     #[serde(default = "default_in_flight_per_member")]
     pub max_in_flight_per_member: u32,
 }
 
 fn default_in_flight() -> u32 {
-    256
+    512
 }
 
 fn default_in_flight_per_member() -> u32 {
-    128
+    256
 }
 
 impl Default for LoadConfig {
@@ -87,14 +87,15 @@ pub struct AuditConfig {
     /// ...or once the oldest unsigned record is this many seconds old (default 60).
     #[serde(default = "default_checkpoint_seconds")]
     pub checkpoint_interval_seconds: u64,
-    /// Memory for the store's page cache, in MiB (default 64): the gateway's
-    /// memory is bounded by this, not by the length of the log.
+    /// Memory for the store's page cache, in MiB (default 16): the gateway's
+    /// memory is bounded by this, not by the length of the log. The log is
+    /// written once and read back rarely (audits), so a small cache serves.
     #[serde(default = "default_cache_mib")]
     pub cache_mib: u64,
 }
 
 fn default_cache_mib() -> u64 {
-    orex_kit::store::StoreConfig::default().cache_mib
+    16
 }
 
 fn default_checkpoint_records() -> u64 {

@@ -43,7 +43,7 @@ async fn a_member_over_its_in_flight_bound_is_shed_at_once_and_recorded() {
         Stack::edit_config(
             l,
             "gateway.toml",
-            "max_in_flight_per_member = 128",
+            "max_in_flight_per_member = 256",
             "max_in_flight_per_member = 2",
         )
     })

@@ -33,14 +33,6 @@ pub mod tls;
 pub mod transport;
 
 pub use error::KitError;
-
-/// The global allocator of every orex binary (`#[global_allocator] static
-/// ALLOCATOR: orex_kit::Allocator = orex_kit::Allocator;` in each `main.rs`).
-/// Under many small, short-lived allocations spread over threads (a request's
-/// headers, messages and TLS records), glibc's malloc spent ~16% of the
-/// gateway's CPU and fragmented its memory; mimalloc keeps per-thread
-/// free lists and returns memory to the system.
-pub use mimalloc::MiMalloc as Allocator;
 pub use shutdown::Shutdown;
 
 /// Installs the one rustls crypto provider orex uses (aws-lc-rs). Call it first

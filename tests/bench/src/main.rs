@@ -61,9 +61,6 @@ fn selected(names: &[String]) -> Result<Vec<Case>, String> {
     Ok(out)
 }
 
-#[global_allocator]
-static ALLOCATOR: orex_kit::Allocator = orex_kit::Allocator;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
