@@ -13,9 +13,6 @@ struct Args {
     config: PathBuf,
 }
 
-#[global_allocator]
-static ALLOCATOR: orex_kit::Allocator = orex_kit::Allocator;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
