@@ -95,24 +95,22 @@ fn rfc3339_millis(t: SystemTime) -> String {
     ts.to_string()
 }
 
-/// [`AuditLog::append_staged`] within [`RECORD_DEADLINE`].
+/// Stores a record within [`RECORD_DEADLINE`] without waiting for its
+/// flush: [`AuditLog::append_staged`] (a flush starts now) or, with
+/// `deferred`, [`AuditLog::append_deferred`] (it waits for the next one).
 async fn stage_in_time(
     audit: &AuditLog,
     record: AccessRecord,
+    deferred: bool,
 ) -> Result<Staged<AccessRecord>, String> {
-    match tokio::time::timeout(RECORD_DEADLINE, audit.append_staged(record)).await {
-        Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("not stored within {RECORD_DEADLINE:?}")),
-    }
-}
-
-/// [`AuditLog::append_deferred`] within [`RECORD_DEADLINE`].
-async fn defer_in_time(
-    audit: &AuditLog,
-    record: AccessRecord,
-) -> Result<Staged<AccessRecord>, String> {
-    match tokio::time::timeout(RECORD_DEADLINE, audit.append_deferred(record)).await {
+    let staged = async {
+        if deferred {
+            audit.append_deferred(record).await
+        } else {
+            audit.append_staged(record).await
+        }
+    };
+    match tokio::time::timeout(RECORD_DEADLINE, staged).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("not stored within {RECORD_DEADLINE:?}")),
@@ -233,7 +231,7 @@ impl Door {
                 record.decision = AccessDecision::Allow as i32;
                 record.reason = rule;
                 let recorded = if read {
-                    defer_in_time(&self.audit, record)
+                    stage_in_time(&self.audit, record, true)
                         .await
                         .map(|s| (s.out, Some(s.durable)))
                 } else {
@@ -453,7 +451,7 @@ impl Pass {
         let decision_durable = self.decision_durable.take();
         let mut durables = Vec::new();
         for record in outcomes(&decision, self.started, code, touched, reason, &self.caller) {
-            durables.push(stage_in_time(&self.audit, record).await?.durable);
+            durables.push(stage_in_time(&self.audit, record, false).await?.durable);
         }
         let flushed = async {
             if let Some(d) = decision_durable {

@@ -209,12 +209,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
             };
             if batch.is_empty() {
                 if unflushed.durables.is_empty() {
-                    let more = {
-                        let mut q = w.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        q.writing = !q.pending.is_empty();
-                        q.writing
-                    };
-                    if more {
+                    if w.keep_writing(false) {
                         writer = Some(w);
                     }
                     continue;
@@ -230,13 +225,8 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     continue;
                 }
                 let result = w.flush(unflushed.upto).await;
-                let more = {
-                    let mut q = w.queue.lock().unwrap_or_else(|e| e.into_inner());
-                    q.writing = !q.pending.is_empty();
-                    q.writing
-                };
                 // As below: no idle writer holds the store once callers know.
-                if more {
+                if w.keep_writing(false) {
                     writer = Some(w);
                 } else {
                     drop(w);
@@ -277,13 +267,8 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     None
                 }
             };
-            let more = {
-                let mut q = w.queue.lock().unwrap_or_else(|e| e.into_inner());
-                // A writer with deferred operations stays to flush them.
-                q.writing =
-                    !q.pending.is_empty() || (result.is_none() && !unflushed.durables.is_empty());
-                q.writing
-            };
+            // A writer with deferred operations stays to flush them.
+            let more = w.keep_writing(result.is_none() && !unflushed.durables.is_empty());
             // Stop before answering if nothing is queued, so no idle task
             // holds the store once the last caller has its answer.
             if more {
@@ -295,6 +280,15 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                 resolve(std::mem::take(&mut unflushed.durables), &result);
             }
         }
+    }
+
+    /// Decides, under the queue's lock, whether the writer goes on: while
+    /// operations are queued or `waiting` ones need it. Otherwise the next
+    /// caller starts a new writer.
+    fn keep_writing(&self, waiting: bool) -> bool {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.writing = waiting || !q.pending.is_empty();
+        q.writing
     }
 
     /// Flushes the store and publishes the events up to `upto`.
