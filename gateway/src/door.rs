@@ -279,6 +279,7 @@ impl Door {
                 _ = tokio::time::sleep(SHED_RECORD_INTERVAL) => false,
                 _ = shutdown.wait() => true,
             };
+            let mut durables = Vec::new();
             for tally in self.load.take_shed() {
                 let status = Status::from(GatewayError::Overloaded { bound: tally.bound });
                 let record = AccessRecord {
@@ -298,8 +299,15 @@ impl Door {
                     grpc_status_code: Some(status.code() as u32),
                     ..Default::default()
                 };
-                if let Err(e) = append_in_time(&self.audit, record).await {
-                    tracing::error!(error = %e, "record of shed calls not written");
+                // Stored one after the other, flushed together below.
+                match stage_in_time(&self.audit, record, false).await {
+                    Ok(staged) => durables.push(staged.durable),
+                    Err(e) => tracing::error!(error = %e, "record of shed calls not written"),
+                }
+            }
+            for durable in durables {
+                if let Err(e) = durable.await {
+                    tracing::error!(error = %e, "record of shed calls not durable");
                 }
             }
             if stop {

@@ -66,6 +66,23 @@ impl Sequenced for orex_proto::sharing::v1::SubscribeReportsResponse {
     }
 }
 
+/// A backend's end of a stream as the member sees it: sanitised, and for
+/// the resumable ends, the resume point is the last event *this member*
+/// received — the service's own count may name an event the gateway held
+/// back, which would reveal another member's activity.
+fn ended_upstream(status: Status, last: Option<u64>) -> Status {
+    match status.code() {
+        Code::ResourceExhausted => Status::resource_exhausted(format!(
+            "the service dropped the stream; {}",
+            resume_hint(last)
+        )),
+        Code::Unavailable => {
+            Status::unavailable(format!("the service is unavailable; {}", resume_hint(last)))
+        }
+        _ => sanitized(status),
+    }
+}
+
 /// How a relayed stream ended, as the member sees it.
 fn resume_hint(delivered: Option<u64>) -> String {
     match delivered {
@@ -148,7 +165,7 @@ where
                             touched.push(report);
                         }
                     }
-                    Some(Err(status)) => break Err(sanitized(status)),
+                    Some(Err(status)) => break Err(ended_upstream(status, last)),
                     None => break Ok(()),
                 },
                 _ = recheck.tick() => {

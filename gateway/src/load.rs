@@ -149,7 +149,9 @@ impl InFlight {
                     // Forget idle keys so certificates that come and go do
                     // not grow the map without bound.
                     if members.len() >= 10_000 {
-                        members.retain(|_, c| c.load(Ordering::Acquire) > 0);
+                        // Only counters nobody holds: a slot, or a caller
+                        // that has cloned it and not yet counted itself in.
+                        members.retain(|_, c| Arc::strong_count(c) > 1);
                     }
                     members
                         .entry(member.to_owned())

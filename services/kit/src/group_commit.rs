@@ -129,6 +129,22 @@ struct Unflushed {
     durables: Vec<DurableTx>,
     /// The last sequence they used, published once flushed.
     upto: u64,
+    /// When the oldest of them was applied.
+    since: Option<std::time::Instant>,
+}
+
+/// Stops a writer that panicked: marks the queue writer-less and drops what
+/// is queued, so those callers get "the writer stopped" instead of a hang.
+struct PanicGuard<Op, Out>(Arc<Mutex<Queue<Op, Out>>>);
+
+impl<Op, Out> Drop for PanicGuard<Op, Out> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            q.writing = false;
+            q.pending.clear();
+        }
+    }
 }
 
 impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
@@ -196,9 +212,14 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
     }
 
     async fn write_until_empty(self) {
+        // If `apply` panics, the guard stops the writer cleanly: the next
+        // caller starts a new one, and the queued callers get an error
+        // instead of waiting forever.
+        let _guard = PanicGuard(self.queue.clone());
         let mut unflushed = Unflushed {
             durables: Vec::new(),
             upto: 0,
+            since: None,
         };
         let mut writer = Some(self);
         while let Some(w) = writer.take() {
@@ -207,6 +228,15 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                 let n = q.pending.len().min(MAX_BATCH);
                 q.pending.drain(..n).collect()
             };
+            // A caller that gave up (its deadline passed, its RPC was
+            // cancelled) was told it failed: its operation is not written.
+            let batch: Vec<Pending<Op, Out>> = batch
+                .into_iter()
+                .filter(|p| !p.applied.is_closed())
+                .collect();
+            let overdue = unflushed
+                .since
+                .is_some_and(|t| t.elapsed() >= DEFERRED_FLUSH_DELAY);
             if batch.is_empty() {
                 if unflushed.durables.is_empty() {
                     if w.keep_writing(false) {
@@ -215,14 +245,20 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                     continue;
                 }
                 // Only deferred operations wait: give a flush request a
-                // moment to arrive, then flush them anyway.
-                let timed_out = tokio::select! {
-                    _ = w.more.notified() => false,
-                    _ = tokio::time::sleep(DEFERRED_FLUSH_DELAY) => true,
-                };
-                if !timed_out {
-                    writer = Some(w);
-                    continue;
+                // moment to arrive, then flush them anyway — at the latest
+                // DEFERRED_FLUSH_DELAY after the oldest was applied.
+                if !overdue {
+                    let deadline = unflushed.since.map_or_else(tokio::time::Instant::now, |t| {
+                        tokio::time::Instant::from_std(t) + DEFERRED_FLUSH_DELAY
+                    });
+                    let timed_out = tokio::select! {
+                        _ = w.more.notified() => false,
+                        _ = tokio::time::sleep_until(deadline) => true,
+                    };
+                    if !timed_out {
+                        writer = Some(w);
+                        continue;
+                    }
                 }
                 let result = w.flush(unflushed.upto).await;
                 // As below: no idle writer holds the store once callers know.
@@ -231,11 +267,12 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                 } else {
                     drop(w);
                 }
+                unflushed.since = None;
                 resolve(std::mem::take(&mut unflushed.durables), &result);
                 continue;
             }
             let batch_len = batch.len();
-            let flush_now = batch.iter().any(|p| p.flush);
+            let flush_now = overdue || batch.iter().any(|p| p.flush);
             let mut ops = Vec::with_capacity(batch.len());
             let mut replies = Vec::with_capacity(batch.len());
             for p in batch {
@@ -249,6 +286,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                         let _ = reply.send(Ok(out));
                     }
                     unflushed.upto = upto;
+                    unflushed.since.get_or_insert_with(std::time::Instant::now);
                     if flush_now {
                         Some(w.flush(upto).await)
                     } else {
@@ -277,6 +315,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                 drop(w);
             }
             if let Some(result) = result {
+                unflushed.since = None;
                 resolve(std::mem::take(&mut unflushed.durables), &result);
             }
         }
@@ -338,6 +377,7 @@ mod tests {
             let mut seq = first;
             let mut out = Vec::new();
             for op in ops {
+                assert_ne!(*op, 255, "a writer that panics");
                 if *op == 0 {
                     out.push(Applied {
                         out: Err(()),
@@ -405,6 +445,29 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(log.published(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_that_panics_fails_its_callers_and_the_next_write_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, w) = writer(dir.path());
+        let failed = tokio::time::timeout(HANG_GUARD, w.submit(255))
+            .await
+            .unwrap();
+        assert!(failed.is_err(), "the caller hears of the failure");
+        // A write queued while the panicking writer unwinds may fail too;
+        // the next one finds no writer and starts a new one.
+        let next = tokio::time::timeout(HANG_GUARD, async {
+            loop {
+                if let Ok(answer) = w.submit(1).await {
+                    break answer;
+                }
+            }
+        })
+        .await
+        .expect("a new writer takes over");
+        assert_eq!(next, Ok(1));
+        assert_eq!(log.published(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -314,9 +314,13 @@ fn apply_one(
     requests: &Tx,
     events: &Tx,
 ) -> TxResult<Result<Write<Outcome>, SharingError>> {
-    let corrupt = |e: KitError| ConflictableTransactionError::Abort(e);
+    // A record that does not decode fails this operation only (DATA_LOSS
+    // for its caller), not the batch of unrelated callers around it.
     if let Some(done) = requests.get(&op.req_key)? {
-        let done = decode_request(&done).map_err(corrupt)?;
+        let done = match decode_request(&done) {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e.into())),
+        };
         if done.method != op.method as u8 {
             return Ok(Err(SharingError::invalid(
                 "request_id",
@@ -336,7 +340,10 @@ fn apply_one(
         let Some(bytes) = versions.get(version_key(&rid, version))? else {
             return Ok(Err(SharingError::NotFound(rid)));
         };
-        let report = decode_value(&bytes).map_err(corrupt)?;
+        let report = match decode_value(&bytes) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.into())),
+        };
         return Ok(Ok(Write::Unchanged(Outcome {
             report,
             replayed: true,
@@ -344,7 +351,10 @@ fn apply_one(
     }
     let current = match &op.id {
         Some(id) => match reports.get(id.as_bytes())? {
-            Some(b) => Some(decode_value(&b).map_err(corrupt)?),
+            Some(b) => match decode_value(&b) {
+                Ok(r) => Some(r),
+                Err(e) => return Ok(Err(e.into())),
+            },
             None => None,
         },
         None => None,
