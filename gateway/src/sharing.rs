@@ -35,7 +35,7 @@ pub struct SharingGateway {
     door: Door,
     policy: crate::policy::PolicyHandle,
     backend: SharingServiceClient<Channel>,
-    streams_backend: SharingServiceClient<Channel>,
+    streams_backend: Channel,
     streams: StreamConfig,
     shutdown: Shutdown,
 }
@@ -53,7 +53,7 @@ impl SharingGateway {
             door,
             policy,
             backend: SharingServiceClient::new(backend.unary),
-            streams_backend: SharingServiceClient::new(backend.streams),
+            streams_backend: backend.streams,
             streams,
             shutdown,
         }
@@ -310,7 +310,7 @@ impl SharingService for SharingGateway {
         let method = format!("{SERVICE}SubscribeReports");
         let pass = self.door.admit(&req, &method, vec![]).await?;
         let out = pass.outbound(req)?;
-        let upstream = match self.streams_backend.clone().subscribe_reports(out).await {
+        let upstream = match relay_subscribe(self.streams_backend.clone(), out).await {
             Ok(s) => s.into_inner(),
             Err(status) => {
                 let status = sanitized(status);
@@ -336,4 +336,50 @@ impl SharingService for SharingGateway {
             },
         )))
     }
+}
+
+/// The codec of relayed backend streams. tonic's default decode buffer is
+/// 8 KiB per stream, allocated when the stream opens and held for its whole
+/// life — the largest single cost of an idle subscriber at the gateway.
+/// Events are a few hundred bytes to a few KB, so the buffer starts at 1 KiB
+/// and grows only for larger ones.
+struct RelayCodec<T, U>(std::marker::PhantomData<fn() -> (T, U)>);
+
+impl<T, U> tonic::codec::Codec for RelayCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Encoder;
+    type Decoder = <tonic_prost::ProstCodec<T, U> as tonic::codec::Codec>::Decoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstCodec::<T, U>::raw_encoder(tonic::codec::BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<T, U>::raw_decoder(tonic::codec::BufferSettings::new(
+            1024,
+            32 * 1024,
+        ))
+    }
+}
+
+/// `SubscribeReports` at the sharing service, with the [`RelayCodec`].
+async fn relay_subscribe(
+    channel: Channel,
+    req: Request<SubscribeReportsRequest>,
+) -> Result<Response<tonic::Streaming<SubscribeReportsResponse>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.map_err(|e| {
+        tracing::warn!(error = %e, "sharing service not reachable for a stream");
+        Status::unavailable("the sharing service is unavailable; retry with your last sequence")
+    })?;
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/orex.sharing.v1.SharingService/SubscribeReports",
+    );
+    grpc.server_streaming(req, path, RelayCodec(std::marker::PhantomData))
+        .await
 }
