@@ -86,23 +86,21 @@ impl SharingGateway {
         let answer = call(self.backend.clone(), out)
             .await
             .and_then(|resp| screen(&pass, resp.into_inner()));
-        let (code, touched, reason) = match &answer {
-            Ok((_, touched)) => (Code::Ok, touched.clone(), "completed".to_owned()),
-            Err(status) => (
-                status.code(),
-                vec![],
-                sanitized(status.clone()).message().to_owned(),
-            ),
+        // Sanitised once: the record says what the member is told.
+        let (answer, code, touched, reason) = match answer {
+            Ok((resp, touched)) => (Ok(resp), Code::Ok, touched, "completed".to_owned()),
+            Err(status) => {
+                let status = sanitized(status);
+                let (code, reason) = (status.code(), status.message().to_owned());
+                (Err(status), code, vec![], reason)
+            }
         };
         if read {
             pass.release(code, touched, reason).await?;
         } else {
             pass.finish(code, touched, reason).await;
         }
-        match answer {
-            Ok((resp, _)) => Ok(Response::new(resp)),
-            Err(status) => Err(sanitized(status)),
-        }
+        answer.map(Response::new)
     }
 }
 

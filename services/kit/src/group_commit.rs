@@ -2,10 +2,10 @@
 //! concurrent callers are applied together (one sled transaction or batch
 //! for many callers), flushed once, and then made visible to readers.
 //!
-//! [`EventLog::commit`](crate::store::EventLog::commit) serialises callers
-//! one transaction at a time and shares only the fsync; under many
-//! concurrent writers the transactions themselves become the limit. Here
-//! callers queue their operation; one writer drains the queue, hands every
+//! It is the one way to write an [`EventLog`]. Sharing only the fsync
+//! between callers that each ran their own transaction was not enough:
+//! under many concurrent writers the transactions themselves became the
+//! limit. Here callers queue their operation; one writer drains the queue, hands every
 //! queued operation to the service's `apply` at once with the first free
 //! sequence number, waits for one flush, publishes the new sequences and
 //! answers everyone.

@@ -142,7 +142,8 @@ pub fn decode_value<M: Message + Default>(bytes: &[u8]) -> Result<M, KitError> {
     }
 }
 
-/// What an [`EventLog::commit`] closure did.
+/// What one operation of a group-commit `apply` did (see
+/// [`crate::group_commit`], the one way to write an [`EventLog`]).
 #[derive(Debug)]
 pub enum Write<R> {
     /// It wrote the event with the sequence it was given.
@@ -178,39 +179,10 @@ impl EventLog {
         }))
     }
 
-    /// The tree holding the events (key: big-endian sequence), for use inside
-    /// a multi-tree sled transaction in a [`commit`](Self::commit) closure.
+    /// The tree holding the events (key: big-endian sequence), written by a
+    /// [`GroupCommit`](crate::group_commit::GroupCommit)'s `apply`.
     pub fn tree(&self) -> &sled::Tree {
         &self.tree
-    }
-
-    /// Runs `write` with the next sequence number, serialised with every other
-    /// writer, then waits until it is durable and lets readers see it.
-    /// `write` must store its event under [`seq_key`] of the sequence in the
-    /// same sled transaction as the rest of its change.
-    pub async fn commit<R, E>(
-        &self,
-        store: &Store,
-        write: impl FnOnce(u64) -> Result<Write<R>, E>,
-    ) -> Result<R, E>
-    where
-        E: From<KitError>,
-    {
-        let (seq, result) = {
-            let mut last = self.last_assigned.lock().unwrap_or_else(|e| e.into_inner());
-            let next = *last + 1;
-            match write(next)? {
-                Write::Appended(r) => {
-                    *last = next;
-                    (next, r)
-                }
-                // Publish up to what is already assigned: our flush covers it.
-                Write::Unchanged(r) => (*last, r),
-            }
-        };
-        store.durable().await?;
-        self.publish(seq);
-        Ok(result)
     }
 
     /// The last assigned sequence, locked: whoever holds it is the only
@@ -268,56 +240,4 @@ fn seq_from_key(k: &[u8]) -> u64 {
     let n = k.len().min(8);
     b[..n].copy_from_slice(&k[..n]);
     u64::from_be_bytes(b)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn events_are_numbered_in_order_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-            let log = EventLog::open(&store, "events").unwrap();
-            for i in 0..3u8 {
-                log.commit(&store, |seq| {
-                    log.tree().insert(seq_key(seq), vec![i])?;
-                    Ok::<_, KitError>(Write::Appended(()))
-                })
-                .await
-                .unwrap();
-            }
-            let unchanged = log
-                .commit(&store, |_| Ok::<_, KitError>(Write::Unchanged(7)))
-                .await
-                .unwrap();
-            assert_eq!(unchanged, 7);
-            assert_eq!(log.published(), 3);
-            let all = log.read_after(1, 10).unwrap();
-            assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
-        }
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let log = EventLog::open(&store, "events").unwrap();
-        assert_eq!(log.published(), 3);
-        assert_eq!(log.read_after(0, 2).unwrap().len(), 2);
-    }
-
-    #[tokio::test]
-    async fn a_failed_write_does_not_use_a_sequence() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
-        let log = EventLog::open(&store, "events").unwrap();
-        let failed: Result<(), KitError> = log
-            .commit(&store, |_| Err(KitError::Flush("refused".into())))
-            .await;
-        assert!(failed.is_err());
-        log.commit(&store, |seq| {
-            assert_eq!(seq, 1);
-            log.tree().insert(seq_key(seq), vec![])?;
-            Ok::<_, KitError>(Write::Appended(()))
-        })
-        .await
-        .unwrap();
-    }
 }

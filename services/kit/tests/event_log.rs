@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use orex_kit::store::{EventLog, Store, Write, decode_value, encode_value, seq_key};
+use orex_kit::group_commit::{Applied, GroupCommit};
+use orex_kit::store::{EventLog, Store, StoreConfig, Write, decode_value, encode_value, seq_key};
 use orex_kit::stream::{BoxStream, StreamConfig, follow};
 use orex_kit::{KitError, Shutdown};
 use orex_proto::common::v1::PrincipalRef;
@@ -38,19 +39,48 @@ fn event(subject: String) -> PrincipalRef {
     }
 }
 
+/// Commits one write through a group writer of its own (writers of one log
+/// share its sequence lock, so several of them still number without gaps).
+async fn commit<R: Send + 'static>(
+    store: &Store,
+    log: &Arc<EventLog>,
+    write: impl Fn(u64) -> Result<Write<R>, KitError> + Send + Sync + 'static,
+) -> Result<R, KitError> {
+    let apply = move |first: u64, ops: &[()]| {
+        ops.iter()
+            .map(|()| {
+                Ok(match write(first)? {
+                    Write::Appended(out) => Applied {
+                        out,
+                        appended: true,
+                    },
+                    Write::Unchanged(out) => Applied {
+                        out,
+                        appended: false,
+                    },
+                })
+            })
+            .collect()
+    };
+    GroupCommit::new(store.clone(), log.clone(), Arc::new(apply))
+        .submit(())
+        .await
+}
+
 /// Appends one event written by `writer` and returns the sequence it got.
-async fn append(store: &Store, log: &EventLog, writer: &str) -> u64 {
-    log.commit(store, |seq| {
-        log.tree()
-            .insert(seq_key(seq), encode_value(&event(writer.to_owned())))?;
-        Ok::<_, KitError>(Write::Appended(seq))
+async fn append(store: &Store, log: &Arc<EventLog>, writer: &str) -> u64 {
+    let tree = log.tree().clone();
+    let payload = encode_value(&event(writer.to_owned()));
+    commit(store, log, move |seq| {
+        tree.insert(seq_key(seq), payload.clone())?;
+        Ok(Write::Appended(seq))
     })
     .await
     .expect("commit succeeds")
 }
 
 /// Appends events named `event-<seq>` until the log holds `upto` of them.
-async fn append_upto(store: &Store, log: &EventLog, upto: u64) {
+async fn append_upto(store: &Store, log: &Arc<EventLog>, upto: u64) {
     for expected in log.published() + 1..=upto {
         let seq = append(store, log, &format!("event-{expected}")).await;
         assert_eq!(seq, expected, "events are numbered in commit order");
@@ -401,4 +431,49 @@ async fn a_client_that_stops_reading_gets_its_buffered_events_then_resource_exha
         status.message()
     );
     drain(&shutdown).await;
+}
+
+#[tokio::test]
+async fn events_are_numbered_in_order_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, log) = open(dir.path());
+        for i in 0..3u8 {
+            let tree = log.tree().clone();
+            commit(&store, &log, move |seq| {
+                tree.insert(seq_key(seq), vec![i])?;
+                Ok(Write::Appended(()))
+            })
+            .await
+            .unwrap();
+        }
+        let unchanged = commit(&store, &log, |_| Ok(Write::Unchanged(7)))
+            .await
+            .unwrap();
+        assert_eq!(unchanged, 7);
+        assert_eq!(log.published(), 3);
+        let all = log.read_after(1, 10).unwrap();
+        assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![2, 3]);
+    }
+    let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+    let log = EventLog::open(&store, "events").unwrap();
+    assert_eq!(log.published(), 3);
+    assert_eq!(log.read_after(0, 2).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failed_write_does_not_use_a_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, log) = open(dir.path());
+    let failed: Result<(), KitError> =
+        commit(&store, &log, |_| Err(KitError::Flush("refused".into()))).await;
+    assert!(failed.is_err());
+    let tree = log.tree().clone();
+    commit(&store, &log, move |seq| {
+        assert_eq!(seq, 1);
+        tree.insert(seq_key(seq), vec![])?;
+        Ok(Write::Appended(()))
+    })
+    .await
+    .unwrap();
 }
