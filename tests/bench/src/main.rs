@@ -14,6 +14,7 @@ mod cases;
 mod compat;
 mod load;
 mod machine;
+mod pin;
 mod procs;
 mod report;
 mod stack;

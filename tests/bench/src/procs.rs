@@ -159,6 +159,15 @@ pub(crate) struct ProcStack {
 impl ProcStack {
     /// Starts both processes and waits until a member call goes through.
     pub(crate) async fn start(bins: &Binaries) -> Result<ProcStack, String> {
+        ProcStack::start_with(bins, &[]).await
+    }
+
+    /// As [`ProcStack::start`], with `gateway.toml` edited first: each
+    /// `(from, to)` replaces text that must be there.
+    pub(crate) async fn start_with(
+        bins: &Binaries,
+        gateway_edits: &[(&str, &str)],
+    ) -> Result<ProcStack, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
         let layout = DevLayout::new(dir.path().join("orex"));
         let ports = Ports {
@@ -170,6 +179,16 @@ impl ProcStack {
         let policy = layout.config("policy.toml");
         let text = std::fs::read_to_string(&policy).map_err(|e| format!("policy: {e}"))?;
         std::fs::write(&policy, without_rate_limits(&text)).map_err(|e| format!("policy: {e}"))?;
+        let gateway_toml = layout.config("gateway.toml");
+        let mut text =
+            std::fs::read_to_string(&gateway_toml).map_err(|e| format!("gateway.toml: {e}"))?;
+        for (from, to) in gateway_edits {
+            if !text.contains(from) {
+                return Err(format!("gateway.toml has no {from:?} to replace"));
+            }
+            text = text.replace(from, to);
+        }
+        std::fs::write(&gateway_toml, text).map_err(|e| format!("gateway.toml: {e}"))?;
         let config = |f: &str| layout.config(f).into_os_string();
         let (sharing_cfg, gateway_cfg) = (config("sharing.toml"), config("gateway.toml"));
         let sharing = Guard::start(
@@ -243,6 +262,12 @@ impl ProcStack {
     /// A member's connection to the gateway process.
     pub(crate) async fn api(&self, bundle: &str) -> Api {
         Api::Gateway(member_client(&self.layout, bundle).await)
+    }
+
+    /// Pins both server processes (every thread) to `cpus`.
+    pub(crate) fn pin_servers(&self, cpus: &[usize]) -> Result<(), String> {
+        crate::pin::pin_process(self.gateway.pid(), cpus)?;
+        crate::pin::pin_process(self.sharing.pid(), cpus)
     }
 
     /// The gateway's resident memory in KiB.

@@ -99,7 +99,10 @@ impl Case {
 
     /// Whether the case runs the release server binaries as child processes.
     pub(crate) fn needs_binaries(self) -> bool {
-        matches!(self, Case::Verify | Case::IdleSubscribers | Case::Memory)
+        matches!(
+            self,
+            Case::Overload | Case::Verify | Case::IdleSubscribers | Case::Memory
+        )
     }
 
     /// Runs the case.

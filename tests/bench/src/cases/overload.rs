@@ -7,23 +7,67 @@
 //! Correct when every successful answer is the report asked for. Other
 //! errors are the defect this case measures, so they are reported, not
 //! failed on.
+//!
+//! The gateway and the sharing service run as separate processes pinned to
+//! CPU 0, the load generator (this tool) to CPU 1: offering four times the
+//! gateway's peak from the gateway's own cores would measure the
+//! generator's queueing. The gateway's `[load] max_in_flight` is set to
+//! [`CONCURRENCY`] — sized, as an operator would, to the concurrency at
+//! which this gateway reaches its peak (README, "Load shedding").
 
 use std::time::Duration;
 
 use crate::cases::Ctx;
-use crate::cases::get::{CONCURRENCY, CONNECTIONS, get_op, seed};
+use crate::cases::get::{CONCURRENCY, CONNECTIONS, get_op};
 use crate::cases::half::MAX_IN_FLIGHT;
 use crate::load::{closed_loop, open_loop};
+use crate::pin::SelfPinned;
+use crate::procs::ProcStack;
 use crate::report::Outcome;
-use crate::stack::{Bench, Target};
+use crate::stack::green;
 use crate::stats::{dratio, dur, rate};
 
 /// Runs the case.
 pub(crate) async fn run(ctx: &Ctx) -> Outcome {
     let mut out = Outcome::new("overload");
-    let bench = Bench::spawn().await;
-    let id = seed(&bench).await;
-    let apis = bench.apis(Target::Gateway, "us-bob", CONNECTIONS).await;
+    let Some(bins) = &ctx.bins else {
+        out.fail("the release binaries are not available");
+        return out;
+    };
+    let bound = format!("max_in_flight = {CONCURRENCY}\n");
+    let stack = match ProcStack::start_with(bins, &[("max_in_flight = 512\n", &bound)]).await {
+        Ok(s) => s,
+        Err(e) => {
+            out.fail(e);
+            return out;
+        }
+    };
+    // Pinned only where there are two CPUs to split; the note says which.
+    let pinned = if crate::machine::nproc() >= 2 {
+        match stack
+            .pin_servers(&[0])
+            .and_then(|()| SelfPinned::to(&[1]))
+        {
+            Ok(p) => Some(p),
+            Err(e) => {
+                out.fail(format!("pinning: {e}"));
+                return out;
+            }
+        }
+    } else {
+        None
+    };
+    let id = match stack.api("us-alice").await.publish_content(green(0)).await {
+        Ok(r) => r.id,
+        Err(e) => {
+            out.fail(format!("publish the report to read: {e}"));
+            return out;
+        }
+    };
+    let mut apis = Vec::new();
+    for _ in 0..CONNECTIONS {
+        apis.push(stack.api("us-bob").await);
+    }
     let peak_time = ctx.pick(Duration::from_millis(800), Duration::from_secs(5));
     closed_loop(
         get_op(apis.clone(), id.clone()),
@@ -57,7 +101,13 @@ pub(crate) async fn run(ctx: &Ctx) -> Outcome {
             over.first_wrong.as_deref().unwrap_or("")
         )
     });
-    bench.stop().await;
+    let pinning = if pinned.is_some() {
+        "gateway and sharing pinned to CPU 0, the load generator to CPU 1"
+    } else {
+        "one CPU: servers and load generator share it"
+    };
+    drop(pinned);
+    drop(stack);
 
     out.compare(
         "offered vs peak calls/s",
@@ -116,7 +166,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Outcome {
     );
     out.note(format!("other errors: {}", over.other_summary()));
     out.note(format!(
-        "peak: closed loop {peak_time:?}, {CONCURRENCY} callers over {CONNECTIONS} connections; overload: open loop {duration:?} over the same connections, at most {MAX_IN_FLIGHT} calls in flight (beyond: not sent), client timeout {:?}",
+        "separate processes, {pinning}; gateway [load] max_in_flight = {CONCURRENCY}; peak: closed loop {peak_time:?}, {CONCURRENCY} callers over {CONNECTIONS} connections; overload: open loop {duration:?} over the same connections, at most {MAX_IN_FLIGHT} calls in flight (beyond: not sent), client timeout {:?}",
         crate::load::CALL_TIMEOUT
     ));
     out
