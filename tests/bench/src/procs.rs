@@ -73,6 +73,16 @@ impl Binaries {
     }
 }
 
+/// Opt-in: a command to run the gateway under, as whitespace-separated
+/// words put before its binary, e.g. `valgrind --tool=massif
+/// --massif-out-file=/tmp/massif.gw.%p`. For heap profiling the server
+/// process itself: a profiler around `orex-bench` sees only the clients.
+/// The guard's pid is then the wrapper's (valgrind's is the gateway's), and
+/// the guard kills with SIGKILL, so a profiler that writes at exit writes
+/// nothing: take snapshots while it runs (massif: `vgdb --pid=<pid>
+/// detailed_snapshot <file>`). The cases' time caps still apply.
+const WRAP_GATEWAY: &str = "OREX_BENCH_WRAP_GATEWAY";
+
 /// A child process killed (and reaped) on drop.
 #[derive(Debug)]
 pub(crate) struct Guard {
@@ -81,7 +91,8 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    /// Starts `bin` with `args`, output to `<log_dir>/<name>.log`.
+    /// Starts `bin` with `args`, output to `<log_dir>/<name>.log`; the
+    /// gateway under [`WRAP_GATEWAY`]'s command if that is set.
     pub(crate) fn start(
         name: &'static str,
         bin: &Path,
@@ -91,7 +102,20 @@ impl Guard {
         let log = std::fs::File::create(log_dir.join(format!("{name}.log")))
             .map_err(|e| format!("{name} log: {e}"))?;
         let err = log.try_clone().map_err(|e| format!("{name} log: {e}"))?;
-        let child = Command::new(bin)
+        let wrapper = match name {
+            "gateway" => std::env::var(WRAP_GATEWAY).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(words).arg(bin);
+                cmd
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
