@@ -65,7 +65,8 @@ enum DevCommand {
         /// The dev folder holding the issuer keys (default: the bundle's dev folder).
         #[arg(long)]
         dev_dir: Option<PathBuf>,
-        /// Token lifetime in minutes.
+        /// Token lifetime in minutes (the gateway refuses tokens living longer
+        /// than the issuer's `max_token_lifetime_seconds`, default 24 h).
         #[arg(long, default_value_t = 480)]
         ttl_minutes: u64,
     },

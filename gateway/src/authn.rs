@@ -83,10 +83,19 @@ impl Authenticator {
 
 fn bearer<T>(req: &Request<T>) -> Result<&str, GatewayError> {
     let unauth = |m: &str| GatewayError::Unauthenticated(m.to_owned());
-    let value = req
-        .metadata()
-        .get("authorization")
-        .ok_or_else(|| unauth("missing authorization metadata (expected \"Bearer <token>\")"))?
+    let mut values = req.metadata().get_all("authorization").iter();
+    let value = values
+        .next()
+        .ok_or_else(|| unauth("missing authorization metadata (expected \"Bearer <token>\")"))?;
+    // Two credentials are ambiguous: which principal is calling? Using the
+    // first and ignoring the rest would let a proxy or a client library that
+    // appends its own header act as someone else.
+    if values.next().is_some() {
+        return Err(unauth(
+            "more than one authorization metadata value; send exactly one bearer token",
+        ));
+    }
+    let value = value
         .to_str()
         .map_err(|_| unauth("authorization metadata is not ASCII"))?;
     let token = value

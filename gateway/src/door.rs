@@ -88,6 +88,14 @@ pub fn recordable_id(id: &str) -> String {
     }
 }
 
+/// SHA-256 (hex) of the client certificate, for a peer whose certificate
+/// names no orex identity (the identity cache has no entry for it).
+fn certificate_fingerprint<T>(req: &Request<T>) -> Option<String> {
+    let certs = req.peer_certs()?;
+    let leaf = certs.first()?;
+    Some(hex::encode(Sha256::digest(leaf.as_ref())))
+}
+
 /// A time as RFC 3339 UTC with milliseconds.
 fn rfc3339_millis(t: SystemTime) -> String {
     let mut ts = Timestamp::from(t);
@@ -185,16 +193,26 @@ impl Door {
         };
         let mut cert_member = None;
         let peer = peer_of(req);
-        if let Ok(peer) = &peer {
-            record.certificate_fingerprint = peer.fingerprint_hex();
-            cert_member = Some(match &peer.identity {
-                PeerIdentity::Member { member, .. } => {
-                    record.member = member.clone();
-                    member.clone()
+        match &peer {
+            Ok(peer) => {
+                record.certificate_fingerprint = peer.fingerprint_hex();
+                cert_member = Some(match &peer.identity {
+                    PeerIdentity::Member { member, .. } => {
+                        record.member = member.clone();
+                        member.clone()
+                    }
+                    // Non-member certificates: one key per certificate.
+                    PeerIdentity::Workload(_) => format!("cert:{}", peer.fingerprint_hex()),
+                });
+            }
+            // A CA-issued certificate without a single orex identity is still
+            // limited and recorded, by its fingerprint.
+            Err(_) => {
+                if let Some(fingerprint) = certificate_fingerprint(req) {
+                    cert_member = Some(format!("cert:{fingerprint}"));
+                    record.certificate_fingerprint = fingerprint;
                 }
-                // Non-member certificates share one bucket per certificate.
-                PeerIdentity::Workload(_) => format!("cert:{}", peer.fingerprint_hex()),
-            });
+            }
         }
         // Shedding comes first and costs least: over a bound, the call is
         // refused before any other work and only tallied; the door records
@@ -208,24 +226,40 @@ impl Door {
             {
                 Ok(slot) => Some(slot),
                 Err(bound) => {
+                    let refusal = GatewayError::Overloaded { bound };
                     self.load.note_shed(
                         &record.member,
                         &record.certificate_fingerprint,
                         method,
-                        bound,
+                        refusal.clone(),
                     );
-                    return Err(GatewayError::Overloaded { bound }.into());
+                    return Err(refusal.into());
                 }
             }
         };
-        let decided = self.decide(
-            &policy,
-            req,
-            &peer,
-            method,
-            cert_member.as_deref(),
-            &mut record,
-        );
+        // Rate limits next, keyed by the certificate, so a caller's failed
+        // and refused calls count against its own budget. Calls over it are
+        // tallied like shed ones, not recorded one by one: a flood, even
+        // from a certificate that names no member, cannot fill the log that
+        // every member shares.
+        let class = class_of(method);
+        if let Some(key) = cert_member.as_deref()
+            && let Err(retry_after) = self.policy.limiter().check(&policy.partnership, key, class)
+        {
+            let refusal = GatewayError::RateLimited {
+                member: key.to_owned(),
+                class: class.as_str(),
+                retry_after,
+            };
+            self.load.note_shed(
+                &record.member,
+                &record.certificate_fingerprint,
+                method,
+                refusal.clone(),
+            );
+            return Err(refusal.into());
+        }
+        let decided = self.decide(&policy, req, &peer, method, &mut record);
         match decided {
             Ok((caller, rule, slot)) => {
                 record.decision = AccessDecision::Allow as i32;
@@ -271,7 +305,7 @@ impl Door {
         }
     }
 
-    /// Writes the tallies of shed calls as DENY records every
+    /// Writes the tallies of shed and rate-limited calls as DENY records every
     /// [`SHED_RECORD_INTERVAL`], and once more at shutdown.
     pub async fn record_shed_calls(self, shutdown: orex_kit::Shutdown) {
         loop {
@@ -281,7 +315,7 @@ impl Door {
             };
             let mut durables = Vec::new();
             for tally in self.load.take_shed() {
-                let status = Status::from(GatewayError::Overloaded { bound: tally.bound });
+                let status = Status::from(tally.refusal.clone());
                 let record = AccessRecord {
                     kind: AccessRecordKind::Decision as i32,
                     time: Some(Timestamp::from(tally.last)),
@@ -290,7 +324,7 @@ impl Door {
                     method: tally.method,
                     decision: AccessDecision::Deny as i32,
                     reason: format!(
-                        "shed {} calls between {} and {}: {}",
+                        "refused {} calls between {} and {}: {}",
                         tally.count,
                         rfc3339_millis(tally.first),
                         rfc3339_millis(tally.last),
@@ -322,25 +356,9 @@ impl Door {
         req: &Request<T>,
         peer: &Result<Peer, IdentityError>,
         method: &str,
-        cert_member: Option<&str>,
         record: &mut AccessRecord,
     ) -> Result<(Caller, String, Option<crate::ratelimit::StreamSlot>), GatewayError> {
-        // Rate limits come first, keyed by the certificate's member, so a
-        // member's failed or refused calls count against its own budget and
-        // cannot flood the log that every member shares.
         let class = class_of(method);
-        if let Some(member) = cert_member
-            && let Err(retry_after) =
-                self.policy
-                    .limiter()
-                    .check(&policy.partnership, member, class)
-        {
-            return Err(GatewayError::RateLimited {
-                member: member.to_owned(),
-                class: class.as_str(),
-                retry_after,
-            });
-        }
         let caller = policy.authenticator.authenticate_peer(req, peer)?;
         record.member = caller.principal.member.clone();
         record.subject = caller.principal.subject.clone();

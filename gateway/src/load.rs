@@ -12,7 +12,9 @@
 //! for refused calls as for admitted ones, and shedding would shed nothing.
 //! Instead they are tallied per member, certificate and method, and the door
 //! writes one DENY record per tally every [`SHED_RECORD_INTERVAL`] (and at
-//! shutdown) with the count and the time span.
+//! shutdown) with the count and the time span. Calls refused by a rate limit
+//! are tallied the same way, for the same reason: a flood from one
+//! certificate must not fill the log every member shares.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -28,8 +30,8 @@ pub const RETRY_AFTER: Duration = Duration::from_millis(50);
 /// How often tallies of shed calls become access records.
 pub const SHED_RECORD_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Shed calls of one member, certificate and method since the last record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Refused calls of one member, certificate and method since the last record.
+#[derive(Debug, Clone)]
 pub struct ShedTally {
     /// The certificate's member ("" if it names none).
     pub member: String,
@@ -43,8 +45,8 @@ pub struct ShedTally {
     pub first: std::time::SystemTime,
     /// When the last was shed.
     pub last: std::time::SystemTime,
-    /// The bound that refused the last one.
-    pub bound: Bound,
+    /// Why the last one was refused (a bound of `[load]`, a rate limit).
+    pub refusal: crate::error::GatewayError,
 }
 
 type TallyKey = (String, String, String);
@@ -101,13 +103,14 @@ impl InFlight {
         }
     }
 
-    /// Counts one shed call.
+    /// Counts one call refused without a record of its own: shed, or over
+    /// a rate limit.
     pub fn note_shed(
         &self,
         member: &str,
         certificate_fingerprint: &str,
         method: &str,
-        bound: Bound,
+        refusal: crate::error::GatewayError,
     ) {
         let now = std::time::SystemTime::now();
         let mut shed = self.shed.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,11 +126,11 @@ impl InFlight {
             count: 0,
             first: now,
             last: now,
-            bound,
+            refusal: refusal.clone(),
         });
         tally.count += 1;
         tally.last = now;
-        tally.bound = bound;
+        tally.refusal = refusal;
     }
 
     /// The tallies since the last call, emptied.
@@ -199,10 +202,11 @@ mod tests {
     #[test]
     fn shed_calls_are_tallied_per_member_certificate_and_method() {
         let load = in_flight(1, 1);
+        let shed = |bound| crate::error::GatewayError::Overloaded { bound };
         for _ in 0..3 {
-            load.note_shed("US", "aa", "/m/A", Bound::Member(1));
+            load.note_shed("US", "aa", "/m/A", shed(Bound::Member(1)));
         }
-        load.note_shed("US", "aa", "/m/B", Bound::Total(1));
+        load.note_shed("US", "aa", "/m/B", shed(Bound::Total(1)));
         let tallies = load.take_shed();
         let counts: Vec<(&str, u64)> = tallies
             .iter()

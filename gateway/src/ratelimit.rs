@@ -15,6 +15,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 type Bucket = (Rate, Arc<DefaultDirectRateLimiter>);
 
+/// Buckets kept before those of non-member certificates are dropped.
+const MAX_BUCKETS: usize = 10_000;
+
 /// Token buckets for every member, created on first use, and the count of
 /// each member's open streams.
 #[derive(Debug, Default)]
@@ -41,19 +44,34 @@ pub fn class_of(method: &str) -> MethodClass {
 }
 
 impl Limiter {
-    /// Takes one call from `member`'s bucket for `class`, sized by the rates
-    /// in `partnership`; `Err` carries how long to wait before retrying.
+    /// Takes one call from `key`'s bucket for `class`, sized by the rates in
+    /// `partnership`; `Err` carries how long to wait before retrying. `key`
+    /// is a member code, or `cert:<fingerprint>` for a certificate without
+    /// one; a key that is not a member of the partnership gets the
+    /// `unidentified` rates, which are never unlimited.
     pub fn check(
         &self,
         partnership: &Partnership,
-        member: &str,
+        key: &str,
         class: MethodClass,
     ) -> Result<(), Duration> {
-        let Some(rate) = partnership.rate_limits().rate(member, class) else {
-            return Ok(());
+        let limits = partnership.rate_limits();
+        let rate = if partnership.member(key).is_some() {
+            match limits.rate(key, class) {
+                Some(rate) => rate,
+                None => return Ok(()),
+            }
+        } else {
+            limits.unidentified_rate(class)
         };
+        let member = key;
         let bucket = {
             let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+            // Certificates without a member come and go (each is a key):
+            // past this many buckets theirs are forgotten, members' kept.
+            if buckets.len() >= MAX_BUCKETS && !buckets.contains_key(&(member.to_owned(), class)) {
+                buckets.retain(|(k, _), _| partnership.member(k).is_some());
+            }
             let entry = buckets
                 .entry((member.to_owned(), class))
                 .or_insert_with(|| (rate, new_bucket(rate)));

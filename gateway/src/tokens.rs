@@ -3,7 +3,9 @@
 //!
 //! Checks, in order: the header's algorithm is on the member's allow-list;
 //! the signature verifies with a key of one of the member's issuers; `iss`,
-//! `aud`, `exp`, `nbf` and `sub` are present and valid; `cnf.x5t#S256` is
+//! `aud`, `exp`, `nbf`, `iat` and `sub` are present and valid; `iat` is not
+//! in the future and `exp` − `iat` is within the issuer's maximum lifetime
+//! (a token good for decades is refused); `cnf.x5t#S256` is
 //! the SHA-256 of the presented certificate. Verified tokens are cached per
 //! (token, certificate) until they expire, because verifying a signature
 //! costs more CPU than the call it guards.
@@ -38,6 +40,9 @@ struct Claims {
     sub: String,
     #[serde(default)]
     exp: u64,
+    // jsonwebtoken cannot require `iat`; its absence is refused by name below.
+    #[serde(default)]
+    iat: Option<u64>,
     #[serde(default)]
     jti: Option<String>,
     #[serde(default)]
@@ -65,6 +70,7 @@ struct IssuerKey {
     issuer: String,
     algorithms: Vec<Algorithm>,
     key: DecodingKey,
+    max_lifetime: u64,
 }
 
 impl std::fmt::Debug for IssuerKey {
@@ -72,6 +78,7 @@ impl std::fmt::Debug for IssuerKey {
         f.debug_struct("IssuerKey")
             .field("issuer", &self.issuer)
             .field("algorithms", &self.algorithms)
+            .field("max_lifetime", &self.max_lifetime)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +132,7 @@ impl TokenVerifier {
                     issuer: i.issuer.clone(),
                     algorithms,
                     key,
+                    max_lifetime: i.max_token_lifetime_seconds,
                 });
             }
             issuers.insert(m.code.clone(), keys);
@@ -212,7 +220,10 @@ impl TokenVerifier {
         v.set_issuer(&[&key.issuer]);
         v.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         match jsonwebtoken::decode::<Claims>(token, &key.key, &v) {
-            Ok(data) => self.bind(member, data.claims, cert_sha256),
+            Ok(data) => {
+                self.check_lifetime(key, &data.claims)?;
+                self.bind(member, data.claims, cert_sha256)
+            }
             Err(e) => Err(unauth(match e.kind() {
                 ErrorKind::InvalidSignature => format!(
                     "token signature does not verify with the key of issuer {iss} (trusted for member {member})"
@@ -230,6 +241,27 @@ impl TokenVerifier {
                 _ => "token is invalid".into(),
             })),
         }
+    }
+
+    /// `iat` present, not in the future (beyond the leeway), and `exp` −
+    /// `iat` within the issuer's maximum: without the second check a token
+    /// issued "in 2099" for an hour would pass the first.
+    fn check_lifetime(&self, key: &IssuerKey, claims: &Claims) -> Result<(), GatewayError> {
+        let unauth = GatewayError::Unauthenticated;
+        let iat = claims
+            .iat
+            .ok_or_else(|| unauth("token lacks the iat claim".into()))?;
+        if iat > unix_now().saturating_add(self.leeway) {
+            return Err(unauth("token is issued in the future (iat)".into()));
+        }
+        let lifetime = claims.exp.saturating_sub(iat);
+        if lifetime > key.max_lifetime {
+            return Err(unauth(format!(
+                "token lifetime (exp - iat) of {lifetime} s exceeds the {} s issuer {} allows",
+                key.max_lifetime, key.issuer
+            )));
+        }
+        Ok(())
     }
 
     fn bind(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use orex_e2e::rogue::{GREEN_ID, LEAKED_ID};
 use orex_e2e::{Stack, content, publish_request, within};
-use orex_proto::audit::v1::QueryAccessRecordsRequest;
+use orex_proto::audit::v1::{AccessDecision, AccessRecord, QueryAccessRecordsRequest};
 use orex_proto::common::v1::Marking;
 use orex_proto::sharing::v1::{GetReportRequest, ListReportsRequest, SubscribeReportsRequest};
 use tonic::Code;
@@ -360,5 +360,97 @@ async fn a_member_added_to_the_policy_file_is_known_to_every_service_without_a_r
         }
     })
     .await;
+    stack.stop().await;
+}
+
+/// A certificate from the partnership CA that names no member — no orex
+/// identity, a workload's, or a member the policy does not know — can never
+/// be served; a flood of calls with it is cut to `[rate_limits.unidentified]`
+/// (default burst 10), and the refusals beyond become a tally record, so it
+/// cannot fill the access log.
+#[tokio::test]
+async fn certificates_naming_no_member_are_rate_limited_and_cannot_fill_the_log() {
+    let stack = Stack::spawn().await;
+    let ca = stack.layout.ca().unwrap();
+    let token = stack.token(orex_e2e::TokenParams::of("us-alice"));
+    for uri in [
+        "https://example.invalid/no-orex-identity",
+        "spiffe://orex/workload/batch-job",
+        "spiffe://orex/member/ZZ/zed",
+    ] {
+        let cert = ca.client_with_uris(&[uri]).unwrap();
+        let mut client = stack
+            .raw_client(
+                stack.gateway_addr,
+                "gateway",
+                Some((cert.cert_pem, cert.key_pem)),
+                Some(&token),
+            )
+            .await
+            .unwrap();
+        let (mut unauthenticated, mut exhausted) = (0, 0);
+        for _ in 0..60 {
+            let status = client
+                .list_reports(ListReportsRequest::default())
+                .await
+                .unwrap_err();
+            match status.code() {
+                Code::Unauthenticated => unauthenticated += 1,
+                Code::ResourceExhausted => {
+                    assert!(status.metadata().get("retry-after-ms").is_some());
+                    exhausted += 1;
+                }
+                other => panic!("{uri}: unexpected {other:?}: {status:?}"),
+            }
+        }
+        // Burst 10, refilled at 1/s: a few more may pass on a slow machine.
+        assert!(
+            (10..=20).contains(&unauthenticated) && exhausted == 60 - unauthenticated,
+            "{uri}: {unauthenticated} unauthenticated, {exhausted} refused"
+        );
+        // One DENY record per call let through, then the tally of the rest.
+        let log = stack.audit_log();
+        let fingerprint = log
+            .range(0, log.size())
+            .unwrap()
+            .into_iter()
+            .rev()
+            .find(|r| r.decision() == AccessDecision::Deny && !r.reason.starts_with("refused"))
+            .map(|r| r.certificate_fingerprint)
+            .unwrap();
+        assert_eq!(fingerprint.len(), 64, "{uri}: recorded by fingerprint");
+        let tallied = async {
+            loop {
+                let records: Vec<AccessRecord> = log
+                    .range(0, log.size())
+                    .unwrap()
+                    .into_iter()
+                    .filter(|r| r.certificate_fingerprint == fingerprint)
+                    .collect();
+                let counted: u64 = records
+                    .iter()
+                    .filter_map(|r| {
+                        r.reason
+                            .strip_prefix("refused ")?
+                            .split(' ')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .sum();
+                if counted == exhausted {
+                    return records.len();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let records = tokio::time::timeout(Duration::from_secs(10), tallied)
+            .await
+            .unwrap_or_else(|_| panic!("{uri}: the {exhausted} refusals were not tallied"));
+        assert!(
+            records <= unauthenticated as usize + 3,
+            "{uri}: {records} records for 60 calls"
+        );
+    }
     stack.stop().await;
 }

@@ -94,7 +94,7 @@ async fn a_member_over_its_in_flight_bound_is_shed_at_once_and_recorded() {
         r.member == "FR"
             && r.method.ends_with("/GetReport")
             && r.decision() == AccessDecision::Deny
-            && r.reason.starts_with("shed 1 calls between")
+            && r.reason.starts_with("refused 1 calls between")
             && r.reason.contains("calls in flight")
             && r.grpc_status_code == Some(Code::ResourceExhausted as u32)
             && !r.certificate_fingerprint.is_empty()

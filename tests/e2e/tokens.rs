@@ -25,6 +25,7 @@ fn alice_claims(stack: &Stack) -> serde_json::Map<String, Value> {
         "iss": "urn:orex:dev:issuer:US",
         "aud": "orex-gateway",
         "sub": "alice",
+        "iat": now() - 5,
         "nbf": now() - 5,
         "exp": now() + 600,
         "roles": ["reporter", "reader"],
@@ -106,6 +107,7 @@ async fn tokens_missing_a_required_claim_are_refused_by_claim() {
         ("sub", "lacks the sub claim"),
         ("aud", "lacks the aud claim"),
         ("iss", "lacks the iss claim"),
+        ("iat", "lacks the iat claim"),
     ] {
         let mut claims = alice_claims(&stack);
         claims.remove(claim);
@@ -210,5 +212,94 @@ async fn certificates_without_a_single_known_member_identity_are_refused() {
             status.message()
         );
     }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_living_longer_than_the_issuers_maximum_are_refused() {
+    let stack = Stack::spawn().await;
+    // The default maximum is 24 h: a token until the year 2100 is refused…
+    let mut claims = alice_claims(&stack);
+    claims.insert("exp".into(), json!(4_102_444_800u64));
+    refused(
+        call_as(&stack, "us-alice", &sign_us(&stack, &claims)).await,
+        "exceeds the 86400 s issuer urn:orex:dev:issuer:US allows",
+    );
+    // …and so is one "issued" in the future with a short lifetime.
+    let mut claims = alice_claims(&stack);
+    claims.insert("iat".into(), json!(4_102_444_000u64));
+    claims.insert("exp".into(), json!(4_102_444_800u64));
+    refused(
+        call_as(&stack, "us-alice", &sign_us(&stack, &claims)).await,
+        "issued in the future (iat)",
+    );
+    // Exactly the maximum is accepted.
+    let mut claims = alice_claims(&stack);
+    claims.insert("exp".into(), json!(now() - 5 + 86_400));
+    call_as(&stack, "us-alice", &sign_us(&stack, &claims))
+        .await
+        .unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_issuers_own_maximum_token_lifetime_applies() {
+    let stack = Stack::spawn_configured(|layout| {
+        orex_e2e::Stack::edit_config(
+            layout,
+            "policy.toml",
+            "issuer = \"urn:orex:dev:issuer:US\"\n",
+            "issuer = \"urn:orex:dev:issuer:US\"\nmax_token_lifetime_seconds = 3600\n",
+        );
+    })
+    .await;
+    let mut claims = alice_claims(&stack);
+    claims.insert("exp".into(), json!(now() + 2 * 3600));
+    refused(
+        call_as(&stack, "us-alice", &sign_us(&stack, &claims)).await,
+        "exceeds the 3600 s issuer urn:orex:dev:issuer:US allows",
+    );
+    call_as(&stack, "us-alice", &sign_us(&stack, &alice_claims(&stack)))
+        .await
+        .unwrap();
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn two_authorization_values_are_refused_and_recorded() {
+    let stack = Stack::spawn().await;
+    let identity = Some((
+        stack.bundle_file("us-alice", "cert.pem"),
+        stack.bundle_file("us-alice", "key.pem"),
+    ));
+    let client = stack
+        .raw_client(stack.gateway_addr, "gateway", identity, None)
+        .await
+        .unwrap();
+    let alices = stack.token(TokenParams::of("us-alice"));
+    let bobs = stack.token(TokenParams::of("us-bob"));
+    // Each alone is fine (alice's on her own connection); together, in
+    // either order, ambiguous.
+    for (first, second) in [(&alices, &bobs), (&alices, &alices), (&bobs, &alices)] {
+        let mut req = tonic::Request::new(ListReportsRequest::default());
+        for t in [first, second] {
+            req.metadata_mut()
+                .append("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        let status = client.clone().list_reports(req).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert!(
+            status.message().contains("more than one authorization"),
+            "{status:?}"
+        );
+    }
+    let log = stack.audit_log();
+    let denied = log
+        .range(0, log.size())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.reason.contains("more than one authorization"))
+        .count();
+    assert_eq!(denied, 3, "each ambiguous call leaves a DENY record");
     stack.stop().await;
 }

@@ -90,6 +90,18 @@ pub struct IssuerConfig {
     pub public_key: PathBuf,
     /// Algorithms accepted from this issuer; anything else is refused.
     pub algorithms: Vec<TokenAlgorithm>,
+    /// The longest lifetime (`exp` − `iat`, seconds) a token of this issuer
+    /// may have; longer ones are refused, so a leaked token cannot be good
+    /// for years. Default [`DEFAULT_MAX_TOKEN_LIFETIME_SECONDS`] (24 h).
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_seconds: u64,
+}
+
+/// The default longest token lifetime: 24 hours.
+pub const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS: u64 = 24 * 60 * 60;
+
+fn default_max_token_lifetime() -> u64 {
+    DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
 }
 
 /// One member as written in the policy file.
@@ -165,7 +177,22 @@ struct RateLimitsFile {
     /// Member code → its own rates (classes it leaves unset fall back to `default`).
     #[serde(default)]
     members: BTreeMap<String, RateClasses>,
+    /// Rates for callers whose certificate names no member of the policy
+    /// (workload certificates, certificates without a single orex identity,
+    /// unknown members), per certificate. Classes left unset get
+    /// [`UNIDENTIFIED_RATE`], never "unlimited": such a caller can never be
+    /// served, so it must not be able to fill the access log either.
+    #[serde(default)]
+    unidentified: RateClasses,
 }
+
+/// The rate of each class for callers without a member identity, unless
+/// `[rate_limits.unidentified]` says otherwise: a client misconfigured with
+/// the wrong certificate still sees its errors, a flood is cut short.
+pub const UNIDENTIFIED_RATE: Rate = Rate {
+    per_minute: 60,
+    burst: 10,
+};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +230,7 @@ impl MethodClass {
 pub struct RateLimits {
     default: RateClasses,
     members: BTreeMap<String, RateClasses>,
+    unidentified: RateClasses,
 }
 
 impl RateLimits {
@@ -217,6 +245,17 @@ impl RateLimits {
             .get(member)
             .and_then(pick)
             .or_else(|| pick(&self.default))
+    }
+
+    /// The rate for one certificate that names no member of the policy;
+    /// never unlimited ([`UNIDENTIFIED_RATE`] for a class left unset).
+    pub fn unidentified_rate(&self, class: MethodClass) -> Rate {
+        match class {
+            MethodClass::Read => self.unidentified.read,
+            MethodClass::Write => self.unidentified.write,
+            MethodClass::Stream => self.unidentified.stream,
+        }
+        .unwrap_or(UNIDENTIFIED_RATE)
     }
 
     /// Most streams `member` may hold open at once; `None` is no cap.
@@ -327,6 +366,12 @@ impl Partnership {
                 )));
             }
             for issuer in &m.issuers {
+                if issuer.max_token_lifetime_seconds == 0 {
+                    return Err(PolicyError::Invalid(format!(
+                        "member {}: issuer {:?} max_token_lifetime_seconds must be at least 1",
+                        m.code, issuer.issuer
+                    )));
+                }
                 let Some(first) = issuer.algorithms.first() else {
                     return Err(PolicyError::Invalid(format!(
                         "member {}: issuer {:?} allows no algorithm",
@@ -411,10 +456,17 @@ impl Partnership {
             ))),
             _ => Ok(()),
         };
-        let all = std::iter::once((
-            "[rate_limits.default]".to_string(),
-            &file.rate_limits.default,
-        ))
+        let all = [
+            (
+                "[rate_limits.default]".to_string(),
+                &file.rate_limits.default,
+            ),
+            (
+                "[rate_limits.unidentified]".to_string(),
+                &file.rate_limits.unidentified,
+            ),
+        ]
+        .into_iter()
         .chain(
             file.rate_limits
                 .members
@@ -461,6 +513,7 @@ impl Partnership {
             rate_limits: RateLimits {
                 default: file.rate_limits.default,
                 members: file.rate_limits.members,
+                unidentified: file.rate_limits.unidentified,
             },
             partnership_auditors,
         })
@@ -554,6 +607,46 @@ mod tests {
     }
 
     #[test]
+    fn callers_without_a_member_are_never_unlimited() {
+        let p = Partnership::parse(POLICY, Path::new(".")).unwrap();
+        let limits = p.rate_limits();
+        assert_eq!(
+            limits.rate("US", MethodClass::Read),
+            None,
+            "unset: unlimited"
+        );
+        assert_eq!(
+            limits.unidentified_rate(MethodClass::Read),
+            UNIDENTIFIED_RATE
+        );
+        let text = format!(
+            "{POLICY}\n[rate_limits.unidentified]\nwrite = {{ per_minute = 6, burst = 2 }}\n"
+        );
+        let p = Partnership::parse(&text, Path::new(".")).unwrap();
+        let limits = p.rate_limits();
+        assert_eq!(
+            limits.unidentified_rate(MethodClass::Write),
+            Rate {
+                per_minute: 6,
+                burst: 2
+            }
+        );
+        assert_eq!(
+            limits.unidentified_rate(MethodClass::Stream),
+            UNIDENTIFIED_RATE,
+            "a class left unset keeps the built-in rate"
+        );
+        let text = format!(
+            "{POLICY}\n[rate_limits.unidentified]\nread = {{ per_minute = 0, burst = 2 }}\n"
+        );
+        let err = Partnership::parse(&text, Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string().contains("[rate_limits.unidentified]"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_bloc_is_refused_by_name() {
         let text = POLICY.replace("bloc = \"EU\"", "bloc = \"XX\"");
         let err = Partnership::parse(&text, Path::new(".")).unwrap_err();
@@ -589,5 +682,33 @@ mod tests {
         "#;
         let err = Partnership::parse(text, Path::new(".")).unwrap_err();
         assert!(err.to_string().contains("both JP and US"), "{err}");
+    }
+
+    #[test]
+    fn token_lifetime_defaults_to_a_day_and_zero_is_refused() {
+        let text = r#"
+            [[members]]
+            code = "US"
+            name = "United States"
+            kind = "state"
+            [[members.issuers]]
+            issuer = "https://id.example"
+            public_key = "us.pem"
+            algorithms = ["EdDSA"]
+        "#;
+        let p = Partnership::parse(text, Path::new(".")).unwrap();
+        assert_eq!(
+            p.member("US").unwrap().issuers[0].max_token_lifetime_seconds,
+            DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+        );
+        let zero = text.replace(
+            "algorithms = [\"EdDSA\"]",
+            "algorithms = [\"EdDSA\"]\nmax_token_lifetime_seconds = 0",
+        );
+        let err = Partnership::parse(&zero, Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string().contains("max_token_lifetime_seconds"),
+            "{err}"
+        );
     }
 }

@@ -44,10 +44,7 @@ pub(crate) async fn run(ctx: &Ctx) -> Outcome {
     };
     // Pinned only where there are two CPUs to split; the note says which.
     let pinned = if crate::machine::nproc() >= 2 {
-        match stack
-            .pin_servers(&[0])
-            .and_then(|()| SelfPinned::to(&[1]))
-        {
+        match stack.pin_servers(&[0]).and_then(|()| SelfPinned::to(&[1])) {
             Ok(p) => Some(p),
             Err(e) => {
                 out.fail(format!("pinning: {e}"));
