@@ -10,6 +10,7 @@ use tonic::Request;
 
 use crate::error::GatewayError;
 use crate::tokens::TokenVerifier;
+use orex_kit::status::Reason;
 
 /// Who is calling, as the gateway established it.
 #[derive(Debug, Clone)]
@@ -54,19 +55,25 @@ impl Authenticator {
         peer: &Result<Peer, IdentityError>,
     ) -> Result<Caller, GatewayError> {
         let unauth = GatewayError::Unauthenticated;
-        let peer = peer.as_ref().map_err(|e| unauth(e.to_string()))?;
+        let peer = peer
+            .as_ref()
+            .map_err(|e| unauth(e.reason(), e.to_string()))?;
         let member = match &peer.identity {
             PeerIdentity::Member { member, .. } => member.clone(),
             PeerIdentity::Workload(name) => {
-                return Err(unauth(format!(
-                    "workload certificate {name:?} is not a member certificate"
-                )));
+                return Err(unauth(
+                    Reason::CertificateNotMember,
+                    format!("workload certificate {name:?} is not a member certificate"),
+                ));
             }
         };
         if self.partnership.member(&member).is_none() {
-            return Err(unauth(format!(
-                "certificate names member {member}, which is not in the partnership policy"
-            )));
+            return Err(unauth(
+                Reason::MemberUnknown,
+                format!(
+                    "certificate names member {member}, which is not in the partnership policy"
+                ),
+            ));
         }
         let token = bearer(req)?;
         let verified = self.tokens.verify(&member, token, &peer.cert_sha256)?;
@@ -82,7 +89,7 @@ impl Authenticator {
 }
 
 fn bearer<T>(req: &Request<T>) -> Result<&str, GatewayError> {
-    let unauth = |m: &str| GatewayError::Unauthenticated(m.to_owned());
+    let unauth = |m: &str| GatewayError::Unauthenticated(Reason::TokenMissing, m.to_owned());
     let mut values = req.metadata().get_all("authorization").iter();
     let value = values
         .next()
@@ -91,8 +98,9 @@ fn bearer<T>(req: &Request<T>) -> Result<&str, GatewayError> {
     // first and ignoring the rest would let a proxy or a client library that
     // appends its own header act as someone else.
     if values.next().is_some() {
-        return Err(unauth(
-            "more than one authorization metadata value; send exactly one bearer token",
+        return Err(GatewayError::Unauthenticated(
+            Reason::TokenAmbiguous,
+            "more than one authorization metadata value; send exactly one bearer token".into(),
         ));
     }
     let value = value

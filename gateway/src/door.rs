@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use orex_kit::identity::{IdentityError, Peer, PeerIdentity, peer_of};
+use orex_kit::identity::{IdentityError, Peer, PeerIdentity, peer_from_der, peer_of};
+use orex_kit::request_errors::RefusedRequest;
 use orex_membership::{Partnership, Principal};
 use orex_proto::audit::v1::{AccessDecision, AccessRecord, AccessRecordKind};
 use prost_types::Timestamp;
@@ -305,6 +306,64 @@ impl Door {
         }
     }
 
+    /// Records a request refused before any handler ran (its bytes did not
+    /// decode, or it was too large; `orex_kit::request_errors`) and returns
+    /// the answer: the refusal, RESOURCE_EXHAUSTED if the caller's
+    /// certificate is over its rate limit (tallied like other limited
+    /// calls), or UNAVAILABLE if the record cannot be written. The method
+    /// comes from the path, the caller from its certificate; no token is
+    /// read, since nothing of the request was understood.
+    pub async fn record_refused(&self, refused: RefusedRequest) -> Status {
+        let policy = self.policy.current();
+        let leaf = refused.peer_certs.as_ref().and_then(|c| c.first());
+        let (member, key, fingerprint) = match leaf {
+            Some(der) => {
+                let fingerprint = hex::encode(Sha256::digest(der.as_ref()));
+                match peer_from_der(der.as_ref()).map(|p| p.identity) {
+                    Ok(PeerIdentity::Member { member, .. }) => {
+                        (member.clone(), member, fingerprint)
+                    }
+                    _ => (String::new(), format!("cert:{fingerprint}"), fingerprint),
+                }
+            }
+            None => (String::new(), String::new(), String::new()),
+        };
+        let method = refused.method;
+        if !key.is_empty()
+            && let Err(retry_after) =
+                self.policy
+                    .limiter()
+                    .check(&policy.partnership, &key, class_of(&method))
+        {
+            let refusal = GatewayError::RateLimited {
+                member: key,
+                class: class_of(&method).as_str(),
+                retry_after,
+            };
+            self.load
+                .note_shed(&member, &fingerprint, &method, refusal.clone());
+            return refusal.into();
+        }
+        let record = AccessRecord {
+            kind: AccessRecordKind::Decision as i32,
+            time: Some(Timestamp::from(SystemTime::now())),
+            member,
+            certificate_fingerprint: fingerprint,
+            method: method.chars().take(MAX_ID * 2).collect(),
+            decision: AccessDecision::Deny as i32,
+            reason: refused.status.message().to_owned(),
+            grpc_status_code: Some(refused.status.code() as u32),
+            ..Default::default()
+        };
+        match append_in_time(&self.audit, record).await {
+            Ok(_) => refused.status,
+            Err(e) => {
+                tracing::error!(error = %e, method, "refused request not recorded");
+                GatewayError::AuditUnavailable.into()
+            }
+        }
+    }
+
     /// Writes the tallies of shed and rate-limited calls as DENY records every
     /// [`SHED_RECORD_INTERVAL`], and once more at shutdown.
     pub async fn record_shed_calls(self, shutdown: orex_kit::Shutdown) {
@@ -395,10 +454,10 @@ pub fn authorise(
     method: &str,
 ) -> Result<String, GatewayError> {
     if !partnership.is_active_member(&who.member) {
-        return Err(GatewayError::PermissionDenied(format!(
-            "member {} is suspended",
-            who.member
-        )));
+        return Err(GatewayError::PermissionDenied(
+            orex_kit::status::Reason::MemberSuspended,
+            format!("member {} is suspended", who.member),
+        ));
     }
     let permission = method.trim_start_matches('/');
     let permissions = partnership.permissions();
@@ -412,14 +471,17 @@ pub fn authorise(
             .iter()
             .map(|r| r.to_string())
             .collect();
-        return Err(GatewayError::PermissionDenied(format!(
-            "{permission} needs the {} role",
-            if needed.is_empty() {
-                "(no role may call it)".to_owned()
-            } else {
-                needed.join(" or ")
-            }
-        )));
+        return Err(GatewayError::PermissionDenied(
+            orex_kit::status::Reason::RoleMissing,
+            format!(
+                "{permission} needs the {} role",
+                if needed.is_empty() {
+                    "(no role may call it)".to_owned()
+                } else {
+                    needed.join(" or ")
+                }
+            ),
+        ));
     };
     Ok(format!("allowed: role {granting} may call {permission}"))
 }

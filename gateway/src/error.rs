@@ -2,19 +2,23 @@
 
 use std::time::Duration;
 
-use tonic::Status;
-use tonic::metadata::MetadataMap;
+use orex_kit::status::{self, Reason};
+use tonic::{Code, Status};
 
 /// A refusal by the gateway.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
-    /// The caller's certificate or token failed a check; the message says which.
-    #[error("{0}")]
-    Unauthenticated(String),
+    /// The caller's certificate or token failed a check; the reason and
+    /// the message say which.
+    #[error("{1}")]
+    Unauthenticated(Reason, String),
+    /// The token lacks a required claim.
+    #[error("token lacks the {0} claim")]
+    MissingClaim(&'static str),
     /// The caller is known but may not do this; the message names the
     /// missing permission, never the protected data.
-    #[error("{0}")]
-    PermissionDenied(String),
+    #[error("{1}")]
+    PermissionDenied(Reason, String),
     /// The member is over its rate limit for this class of call.
     #[error("rate limit of member {member} for {class} calls exceeded; retry in {} ms", retry_after.as_millis())]
     RateLimited {
@@ -61,27 +65,58 @@ pub enum GatewayError {
 
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Self {
-        match &e {
-            GatewayError::Unauthenticated(m) => Status::unauthenticated(m.clone()),
-            GatewayError::PermissionDenied(m) => Status::permission_denied(m.clone()),
-            GatewayError::TooManyStreams { .. } => Status::resource_exhausted(e.to_string()),
-            GatewayError::RateLimited { retry_after, .. } => retry_later(&e, *retry_after),
-            GatewayError::Overloaded { .. } => retry_later(&e, crate::load::RETRY_AFTER),
-            GatewayError::InvalidArgument(m) => Status::invalid_argument(m.clone()),
-            GatewayError::OutOfRange(m) => Status::out_of_range(m.clone()),
-            GatewayError::NotFound(m) => Status::not_found(m.clone()),
-            GatewayError::AuditRead | GatewayError::AuditUnavailable => {
-                Status::unavailable(e.to_string())
+        let message = e.to_string();
+        match e {
+            GatewayError::Unauthenticated(reason, _) => {
+                status::error(Code::Unauthenticated, reason, message)
             }
+            GatewayError::MissingClaim(claim) => status::error_with(
+                Code::Unauthenticated,
+                Reason::TokenClaimMissing,
+                message,
+                &[("claim", claim)],
+            ),
+            GatewayError::PermissionDenied(reason, _) => {
+                status::error(Code::PermissionDenied, reason, message)
+            }
+            GatewayError::TooManyStreams { .. } => {
+                status::error(Code::ResourceExhausted, Reason::TooManyStreams, message)
+            }
+            GatewayError::RateLimited { retry_after, .. } => status::retry_later(
+                Code::ResourceExhausted,
+                Reason::RateLimited,
+                message,
+                retry_after,
+            ),
+            GatewayError::Overloaded { .. } => status::retry_later(
+                Code::ResourceExhausted,
+                Reason::Overloaded,
+                message,
+                crate::load::RETRY_AFTER,
+            ),
+            // The message starts with the field: "page_size: must be …".
+            GatewayError::InvalidArgument(m) => {
+                let (field, description) = m.split_once(": ").unwrap_or(("", m.as_str()));
+                let reason = if field == "page_token" {
+                    Reason::PageTokenInvalid
+                } else {
+                    Reason::InvalidField
+                };
+                status::invalid_field_as(reason, field, description)
+            }
+            GatewayError::OutOfRange(_) => {
+                status::error(Code::OutOfRange, Reason::OutOfRange, message)
+            }
+            GatewayError::NotFound(_) => status::error(Code::NotFound, Reason::NotFound, message),
+            GatewayError::AuditRead | GatewayError::AuditUnavailable => status::retry_later(
+                Code::Unavailable,
+                Reason::AuditUnavailable,
+                message,
+                AUDIT_RETRY,
+            ),
         }
     }
 }
 
-/// RESOURCE_EXHAUSTED with the `retry-after-ms` metadata a client can wait on.
-fn retry_later(e: &GatewayError, retry_after: Duration) -> Status {
-    let mut md = MetadataMap::new();
-    if let Ok(v) = retry_after.as_millis().to_string().parse() {
-        md.insert("retry-after-ms", v);
-    }
-    Status::with_metadata(tonic::Code::ResourceExhausted, e.to_string(), md)
-}
+/// The retry hint when the access log cannot be written or read.
+const AUDIT_RETRY: Duration = Duration::from_secs(1);

@@ -20,20 +20,29 @@ use tonic::{Code, Status, Streaming};
 use crate::door::{Pass, Touched, authorise};
 use crate::policy::{Policy, PolicyHandle};
 use crate::tokens::unix_now;
+use orex_kit::status::{self as kit_status, Reason};
 
 /// How often an idle stream re-checks that its member may still have it.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Most delivered report ids kept for the outcome records of one stream.
 const MAX_RECORDED_IDS: usize = 1000;
 
-/// A backend's error as the member may see it: only the code and a bounded
-/// message; internal failures get a generic text (details are in the
-/// service's log), and no backend metadata passes.
+/// A backend's error as the member may see it: its code, a bounded message
+/// and only the `google.rpc` details that are safe to pass on
+/// (`orex_kit::status::relayable_details`); internal failures get a generic
+/// text (details are in the service's log), and no other backend metadata
+/// passes.
 pub fn sanitized(status: Status) -> Status {
     const MAX: usize = 512;
     match status.code() {
-        Code::Internal | Code::Unknown | Code::DataLoss => Status::new(
+        Code::Internal | Code::Unknown => kit_status::error(
             status.code(),
+            Reason::Internal,
+            "the service failed; operators have the details",
+        ),
+        Code::DataLoss => kit_status::error(
+            Code::DataLoss,
+            Reason::DataDamaged,
             "the service failed; operators have the details",
         ),
         code => {
@@ -49,8 +58,25 @@ pub fn sanitized(status: Status) -> Status {
                 }
                 message.truncate(end);
             }
-            Status::new(code, message)
+            let details = kit_status::relayable_details(&status, fallback_reason(code));
+            kit_status::rebuilt(code, message, details)
         }
+    }
+}
+
+/// The reason a backend status without a known one is given.
+fn fallback_reason(code: Code) -> Reason {
+    match code {
+        Code::InvalidArgument => Reason::InvalidField,
+        Code::NotFound => Reason::NotFound,
+        Code::OutOfRange => Reason::OutOfRange,
+        Code::FailedPrecondition => Reason::ReportStatusConflict,
+        Code::Aborted => Reason::VersionConflict,
+        Code::ResourceExhausted => Reason::Overloaded,
+        Code::Unauthenticated => Reason::PrincipalMissing,
+        Code::PermissionDenied => Reason::RoleMissing,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Reason::ServiceUnavailable,
+        _ => Reason::Internal,
     }
 }
 
@@ -72,14 +98,33 @@ impl Sequenced for orex_proto::sharing::v1::SubscribeReportsResponse {
 /// back, which would reveal another member's activity.
 fn ended_upstream(status: Status, last: Option<u64>) -> Status {
     match status.code() {
-        Code::ResourceExhausted => Status::resource_exhausted(format!(
-            "the service dropped the stream; {}",
-            resume_hint(last)
-        )),
-        Code::Unavailable => {
-            Status::unavailable(format!("the service is unavailable; {}", resume_hint(last)))
-        }
+        Code::ResourceExhausted => stream_end(
+            Code::ResourceExhausted,
+            Reason::SlowConsumer,
+            format!("the service dropped the stream; {}", resume_hint(last)),
+            last,
+        ),
+        Code::Unavailable => stream_end(
+            Code::Unavailable,
+            Reason::ServiceUnavailable,
+            format!("the service is unavailable; {}", resume_hint(last)),
+            last,
+        ),
         _ => sanitized(status),
+    }
+}
+
+/// A stream's end status; the resume point, when there is one, is also in
+/// `ErrorInfo.metadata["after_sequence"]`.
+fn stream_end(code: Code, reason: Reason, message: String, last: Option<u64>) -> Status {
+    match last {
+        Some(seq) => kit_status::error_with(
+            code,
+            reason,
+            message,
+            &[("after_sequence", &seq.to_string())],
+        ),
+        None => kit_status::error(code, reason, message),
     }
 }
 
@@ -119,13 +164,23 @@ where
         let mut last: Option<u64> = None;
         let mut touched: Vec<Touched> = Vec::new();
         let shutting_down = |last| {
-            Status::unavailable(format!("gateway is shutting down; {}", resume_hint(last)))
+            stream_end(
+                Code::Unavailable,
+                Reason::ShuttingDown,
+                format!("gateway is shutting down; {}", resume_hint(last)),
+                last,
+            )
         };
         let expired = |last| {
-            Status::unauthenticated(format!(
-                "token expired; reconnect with a fresh token; {}",
-                resume_hint(last)
-            ))
+            stream_end(
+                Code::Unauthenticated,
+                Reason::TokenExpired,
+                format!(
+                    "token expired; reconnect with a fresh token; {}",
+                    resume_hint(last)
+                ),
+                last,
+            )
         };
         let mut recheck = tokio::time::interval(RECHECK_INTERVAL);
         let end: Result<(), Status> = loop {
@@ -150,10 +205,15 @@ where
                                 Ok(Err(_)) => break Err(Status::cancelled("client left")),
                                 Err(_) => {
                                     tracing::info!(caller = %pass.caller.principal, after_sequence = ?last, "stream dropped: client read too slowly");
-                                    break Err(Status::resource_exhausted(format!(
-                                        "client read too slowly and was dropped; {}",
-                                        resume_hint(last)
-                                    )))
+                                    break Err(stream_end(
+                                        Code::ResourceExhausted,
+                                        Reason::SlowConsumer,
+                                        format!(
+                                            "client read too slowly and was dropped; {}",
+                                            resume_hint(last)
+                                        ),
+                                        last,
+                                    ))
                                 }
                             },
                             _ = shutdown.wait() => break Err(shutting_down(last)),

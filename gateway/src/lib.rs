@@ -123,11 +123,16 @@ impl Prepared {
             shutdown.clone(),
         );
         shutdown.spawn(door.clone().record_shed_calls(shutdown.clone()));
-        let audit_api = audit::service::AuditApi::new(door, tokens);
+        let audit_api = audit::service::AuditApi::new(door.clone(), tokens);
+        // Requests that never reach a handler are recorded too.
+        let refused: orex_kit::request_errors::Observer = Arc::new(move |r| {
+            let door = door.clone();
+            Box::pin(async move { door.record_refused(r).await })
+        });
         shutdown.spawn(self.policy.clone().watch(self.hangups, shutdown.clone()));
         shutdown.spawn(self.audit.clone().run_checkpoints(shutdown.clone()));
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "gateway listening");
-        let result = orex_kit::server::serve(
+        let result = orex_kit::server::serve_observed(
             listener,
             self.tls.server(),
             // Members are authenticated per call by the door.
@@ -136,6 +141,7 @@ impl Prepared {
                 .add_service(AuditServiceServer::new(audit_api)),
             &SERVICE_NAMES,
             shutdown.clone(),
+            Some(refused),
         )
         .await;
         shutdown.drained().await;

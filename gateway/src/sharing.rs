@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use orex_kit::Shutdown;
+use orex_kit::status::{self as kit_status, Reason};
 use orex_kit::stream::{BoxStream, StreamConfig};
 use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use orex_proto::sharing::v1::sharing_service_server::SharingService;
@@ -128,7 +129,12 @@ fn screen_one(
         }
         Some(r) => {
             tracing::error!(report = %r.id, caller = %pass.caller.principal, "backend returned a report the caller may not see; withheld");
-            Err(Status::not_found(format!("report {} not found", r.id)))
+            // Exactly what the service says of a report that is absent.
+            Err(kit_status::error(
+                Code::NotFound,
+                Reason::NotFound,
+                format!("report {} not found", r.id),
+            ))
         }
         None => Ok((None, vec![])),
     }
@@ -289,7 +295,11 @@ impl SharingService for SharingGateway {
                 // means the report's latest is hidden too: the whole report is absent.
                 let (kept, withheld) = screen_many(p, std::mem::take(&mut resp.reports));
                 if withheld > 0 {
-                    return Err(Status::not_found("report not found"));
+                    return Err(kit_status::error(
+                        Code::NotFound,
+                        Reason::NotFound,
+                        "report not found",
+                    ));
                 }
                 let seen = touched(&kept);
                 resp.reports = kept;
@@ -373,7 +383,11 @@ async fn relay_subscribe(
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.map_err(|e| {
         tracing::warn!(error = %e, "sharing service not reachable for a stream");
-        Status::unavailable("the sharing service is unavailable; retry with your last sequence")
+        kit_status::error(
+            Code::Unavailable,
+            Reason::ServiceUnavailable,
+            "the sharing service is unavailable; retry with your last sequence",
+        )
     })?;
     let path = tonic::codegen::http::uri::PathAndQuery::from_static(
         "/orex.sharing.v1.SharingService/SubscribeReports",

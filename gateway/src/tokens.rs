@@ -24,6 +24,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::GatewayError;
+use orex_kit::status::Reason;
 
 /// Most cached verified tokens; the cache is pruned when it fills.
 const CACHE_LIMIT: usize = 16_384;
@@ -188,28 +189,32 @@ impl TokenVerifier {
     ) -> Result<Verified, GatewayError> {
         let unauth = GatewayError::Unauthenticated;
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
-            unauth("token is malformed or its algorithm is not supported (unsigned tokens are refused)".into())
+            unauth(Reason::TokenMalformed, "token is malformed or its algorithm is not supported (unsigned tokens are refused)".into())
         })?;
         // The unverified `iss` only selects which of this member's issuers
         // to verify with; nothing else is read before the signature checks.
         let iss = jsonwebtoken::dangerous::insecure_decode_claims::<IssuerOnly>(token)
-            .map_err(|_| unauth("token is malformed".into()))?
+            .map_err(|_| unauth(Reason::TokenMalformed, "token is malformed".into()))?
             .iss
-            .ok_or_else(|| unauth("token lacks the iss claim".into()))?;
+            .ok_or(GatewayError::MissingClaim("iss"))?;
         let key = self
             .issuers
             .get(member)
             .and_then(|keys| keys.iter().find(|k| k.issuer == iss))
             .ok_or_else(|| {
-                unauth(format!(
-                    "token issuer (iss) is not trusted for member {member}"
-                ))
+                unauth(
+                    Reason::TokenIssuerUntrusted,
+                    format!("token issuer (iss) is not trusted for member {member}"),
+                )
             })?;
         if !key.algorithms.contains(&header.alg) {
-            return Err(unauth(format!(
-                "token algorithm {:?} is not allowed for member {member}",
-                header.alg
-            )));
+            return Err(unauth(
+                Reason::TokenAlgorithmNotAllowed,
+                format!(
+                    "token algorithm {:?} is not allowed for member {member}",
+                    header.alg
+                ),
+            ));
         }
         let mut v = Validation::new(header.alg);
         v.algorithms = key.algorithms.clone();
@@ -224,22 +229,41 @@ impl TokenVerifier {
                 self.check_lifetime(key, &data.claims)?;
                 self.bind(member, data.claims, cert_sha256)
             }
-            Err(e) => Err(unauth(match e.kind() {
-                ErrorKind::InvalidSignature => format!(
-                    "token signature does not verify with the key of issuer {iss} (trusted for member {member})"
+            Err(e) => Err(match e.kind() {
+                ErrorKind::InvalidSignature => unauth(
+                    Reason::TokenSignatureInvalid,
+                    format!(
+                        "token signature does not verify with the key of issuer {iss} (trusted for member {member})"
+                    ),
                 ),
-                ErrorKind::ExpiredSignature => "token has expired (exp)".into(),
-                ErrorKind::ImmatureSignature => "token is not valid yet (nbf)".into(),
-                ErrorKind::InvalidAudience => {
-                    format!("token audience (aud) is not {}", self.audience)
+                ErrorKind::ExpiredSignature => {
+                    unauth(Reason::TokenExpired, "token has expired (exp)".into())
                 }
-                ErrorKind::InvalidIssuer => {
-                    format!("token issuer (iss) is not trusted for member {member}")
-                }
-                ErrorKind::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
-                ErrorKind::InvalidAlgorithm => "token algorithm is not allowed".into(),
-                _ => "token is invalid".into(),
-            })),
+                ErrorKind::ImmatureSignature => unauth(
+                    Reason::TokenNotYetValid,
+                    "token is not valid yet (nbf)".into(),
+                ),
+                ErrorKind::InvalidAudience => unauth(
+                    Reason::TokenAudienceMismatch,
+                    format!("token audience (aud) is not {}", self.audience),
+                ),
+                ErrorKind::InvalidIssuer => unauth(
+                    Reason::TokenIssuerUntrusted,
+                    format!("token issuer (iss) is not trusted for member {member}"),
+                ),
+                ErrorKind::MissingRequiredClaim(c) => match c.as_str() {
+                    "exp" => GatewayError::MissingClaim("exp"),
+                    "nbf" => GatewayError::MissingClaim("nbf"),
+                    "aud" => GatewayError::MissingClaim("aud"),
+                    "sub" => GatewayError::MissingClaim("sub"),
+                    _ => GatewayError::MissingClaim("iss"),
+                },
+                ErrorKind::InvalidAlgorithm => unauth(
+                    Reason::TokenAlgorithmNotAllowed,
+                    "token algorithm is not allowed".into(),
+                ),
+                _ => unauth(Reason::TokenMalformed, "token is invalid".into()),
+            }),
         }
     }
 
@@ -248,18 +272,22 @@ impl TokenVerifier {
     /// issued "in 2099" for an hour would pass the first.
     fn check_lifetime(&self, key: &IssuerKey, claims: &Claims) -> Result<(), GatewayError> {
         let unauth = GatewayError::Unauthenticated;
-        let iat = claims
-            .iat
-            .ok_or_else(|| unauth("token lacks the iat claim".into()))?;
+        let iat = claims.iat.ok_or(GatewayError::MissingClaim("iat"))?;
         if iat > unix_now().saturating_add(self.leeway) {
-            return Err(unauth("token is issued in the future (iat)".into()));
+            return Err(unauth(
+                Reason::TokenLifetimeTooLong,
+                "token is issued in the future (iat)".into(),
+            ));
         }
         let lifetime = claims.exp.saturating_sub(iat);
         if lifetime > key.max_lifetime {
-            return Err(unauth(format!(
-                "token lifetime (exp - iat) of {lifetime} s exceeds the {} s issuer {} allows",
-                key.max_lifetime, key.issuer
-            )));
+            return Err(unauth(
+                Reason::TokenLifetimeTooLong,
+                format!(
+                    "token lifetime (exp - iat) of {lifetime} s exceeds the {} s issuer {} allows",
+                    key.max_lifetime, key.issuer
+                ),
+            ));
         }
         Ok(())
     }
@@ -270,13 +298,16 @@ impl TokenVerifier {
         claims: Claims,
         cert_sha256: &[u8; 32],
     ) -> Result<Verified, GatewayError> {
-        let unauth = |m: &str| GatewayError::Unauthenticated(m.to_owned());
-        let thumbprint = claims
-            .cnf
-            .and_then(|c| c.x5t_s256)
-            .ok_or_else(|| unauth("token is not bound to a certificate (cnf.x5t#S256 missing)"))?;
+        let unauth = |r: Reason, m: &str| GatewayError::Unauthenticated(r, m.to_owned());
+        let thumbprint = claims.cnf.and_then(|c| c.x5t_s256).ok_or_else(|| {
+            unauth(
+                Reason::CnfMissing,
+                "token is not bound to a certificate (cnf.x5t#S256 missing)",
+            )
+        })?;
         if thumbprint != URL_SAFE_NO_PAD.encode(cert_sha256) {
             return Err(unauth(
+                Reason::CnfMismatch,
                 "token is bound to a different client certificate (cnf.x5t#S256 mismatch)",
             ));
         }
@@ -286,6 +317,7 @@ impl TokenVerifier {
             || !claims.sub.bytes().all(|b| b.is_ascii_graphic())
         {
             return Err(unauth(
+                Reason::TokenSubjectInvalid,
                 "token subject (sub) must be 1 to 256 visible ASCII characters",
             ));
         }

@@ -15,6 +15,8 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Status};
 
 use crate::identity::{PeerIdentity, peer_of};
+use crate::status::{self, Reason};
+use tonic::Code;
 
 const MEMBER: &str = "x-orex-member";
 const SUBJECT: &str = "x-orex-subject";
@@ -23,8 +25,13 @@ const ROLES: &str = "x-orex-roles";
 /// Writes `principal` into outgoing metadata.
 pub fn attach(principal: &Principal, metadata: &mut MetadataMap) -> Result<(), Status> {
     let value = |s: &str| {
-        MetadataValue::try_from(s)
-            .map_err(|_| Status::internal("principal cannot be forwarded as metadata"))
+        MetadataValue::try_from(s).map_err(|_| {
+            status::error(
+                Code::Internal,
+                Reason::Internal,
+                "principal cannot be forwarded as metadata",
+            )
+        })
     };
     metadata.insert(MEMBER, value(&principal.member)?);
     metadata.insert(SUBJECT, value(&principal.subject)?);
@@ -40,7 +47,13 @@ pub fn extract(metadata: &MetadataMap) -> Result<Principal, Status> {
             .get(k)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| Status::unauthenticated(format!("missing forwarded principal ({k})")))
+            .ok_or_else(|| {
+                status::error(
+                    Code::Unauthenticated,
+                    Reason::PrincipalMissing,
+                    format!("missing forwarded principal ({k})"),
+                )
+            })
     };
     let member = get(MEMBER)?.to_owned();
     let subject = get(SUBJECT)?.to_owned();
@@ -80,14 +93,19 @@ impl WorkloadGuard {
 
     /// Checks the peer's certificate names an allowed workload.
     pub fn admit(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        let peer = peer_of(&request).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let peer = peer_of(&request)
+            .map_err(|e| status::error(Code::Unauthenticated, e.reason(), e.to_string()))?;
         match &peer.identity {
             PeerIdentity::Workload(name) if self.allowed.contains(name) => Ok(request),
             other => {
                 tracing::warn!(peer = %other, "refused a peer that is not on the workload allow-list");
-                Err(Status::permission_denied(format!(
-                    "{other} may not call this service directly; members go through the gateway"
-                )))
+                Err(status::error(
+                    Code::PermissionDenied,
+                    Reason::WorkloadNotAllowed,
+                    format!(
+                        "{other} may not call this service directly; members go through the gateway"
+                    ),
+                ))
             }
         }
     }
@@ -107,5 +125,11 @@ pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
         .extensions()
         .get::<Principal>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no verified principal on this call"))
+        .ok_or_else(|| {
+            status::error(
+                Code::Unauthenticated,
+                Reason::PrincipalMissing,
+                "no verified principal on this call",
+            )
+        })
 }

@@ -78,6 +78,18 @@ pub enum IdentityError {
     NoIdentity,
 }
 
+impl IdentityError {
+    /// The stable reason a caller is told (`kit::status`).
+    pub fn reason(&self) -> crate::status::Reason {
+        match self {
+            IdentityError::NoCertificate => crate::status::Reason::CertificateMissing,
+            IdentityError::Unparsable | IdentityError::NoIdentity => {
+                crate::status::Reason::CertificateNoIdentity
+            }
+        }
+    }
+}
+
 /// Reads the verified peer of a request.
 pub fn peer_of<T>(request: &Request<T>) -> Result<Peer, IdentityError> {
     let certs = request.peer_certs().ok_or(IdentityError::NoCertificate)?;

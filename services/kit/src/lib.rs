@@ -7,6 +7,7 @@
 //! - [`identity`]: who is on the other end of a connection, from its certificate.
 //! - [`page_token`]: opaque, tamper-proof list page tokens.
 //! - [`forwarded`]: the verified principal passed from the gateway to a service.
+//! - [`request_errors`]: undecodable requests answered as the client's fault, and observed.
 //! - [`reload`]: applying a changed config file on SIGHUP or file change.
 //! - [`server`]: run a gRPC server with health, reflection and graceful shutdown.
 //! - [`store`]: the sled store with group commit and a sequence-numbered event log.
@@ -14,6 +15,7 @@
 //! - [`stream`]: server streams that replay the event log, then follow it live.
 //! - [`telemetry`]: tracing, JSON in clusters and readable in a terminal.
 //! - [`shutdown`]: one signal that stops servers and ends streams.
+//! - [`status`]: the error model: stable reasons and `google.rpc` details on every status.
 //! - [`transport`]: TCP and HTTP/2 settings of every accepted and dialled connection.
 
 pub mod binary;
@@ -24,8 +26,10 @@ pub mod group_commit;
 pub mod identity;
 pub mod page_token;
 pub mod reload;
+pub mod request_errors;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod store;
 pub mod stream;
 pub mod telemetry;

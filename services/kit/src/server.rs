@@ -10,6 +10,7 @@ use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
 use crate::forwarded::WorkloadGuard;
+use crate::request_errors::{Observer, RequestErrorsLayer};
 use crate::{KitError, Shutdown};
 
 /// Who may call a server at all (beyond holding a certificate from the CA).
@@ -24,7 +25,8 @@ pub enum Callers {
 
 /// Serves `routes` on `listener` until `shutdown` fires, then lets in-flight
 /// calls finish. `service_names` are reported SERVING to health checks (and
-/// NOT_SERVING once shutdown starts).
+/// NOT_SERVING once shutdown starts). Requests that cannot be decoded are
+/// answered as the client's fault (`request_errors`).
 pub async fn serve(
     listener: TcpListener,
     tls: ServerTlsConfig,
@@ -32,6 +34,29 @@ pub async fn serve(
     routes: Routes,
     service_names: &[&str],
     shutdown: Shutdown,
+) -> Result<(), KitError> {
+    serve_observed(
+        listener,
+        tls,
+        callers,
+        routes,
+        service_names,
+        shutdown,
+        None,
+    )
+    .await
+}
+
+/// [`serve`], telling `refused` of every request refused before a handler
+/// ran (the gateway records them in its access log).
+pub async fn serve_observed(
+    listener: TcpListener,
+    tls: ServerTlsConfig,
+    callers: Callers,
+    routes: Routes,
+    service_names: &[&str],
+    shutdown: Shutdown,
+    refused: Option<Observer>,
 ) -> Result<(), KitError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in service_names {
@@ -73,6 +98,7 @@ pub async fn serve(
                 Callers::Workloads(guard) => guard.admit(req),
             },
         ))
+        .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
         .serve_with_incoming_shutdown(crate::transport::incoming(listener), on_shutdown);
     // Graceful shutdown waits for open calls; a client that never reads its

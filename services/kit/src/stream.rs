@@ -238,13 +238,28 @@ pub enum StreamEnd {
 impl From<StreamEnd> for Status {
     fn from(end: StreamEnd) -> Self {
         match end {
-            StreamEnd::ShuttingDown { delivered } => Status::unavailable(format!(
-                "server is shutting down; reconnect with after_sequence={delivered} to resume"
-            )),
-            StreamEnd::TooSlow { delivered } => Status::resource_exhausted(format!(
-                "client read too slowly and was dropped; reconnect with after_sequence={delivered} to resume"
-            )),
-            StreamEnd::Internal => Status::internal("event log unavailable"),
+            // The resume point is also ErrorInfo metadata, for programs.
+            StreamEnd::ShuttingDown { delivered } => crate::status::error_with(
+                tonic::Code::Unavailable,
+                crate::status::Reason::ShuttingDown,
+                format!(
+                    "server is shutting down; reconnect with after_sequence={delivered} to resume"
+                ),
+                &[("after_sequence", &delivered.to_string())],
+            ),
+            StreamEnd::TooSlow { delivered } => crate::status::error_with(
+                tonic::Code::ResourceExhausted,
+                crate::status::Reason::SlowConsumer,
+                format!(
+                    "client read too slowly and was dropped; reconnect with after_sequence={delivered} to resume"
+                ),
+                &[("after_sequence", &delivered.to_string())],
+            ),
+            StreamEnd::Internal => crate::status::error(
+                tonic::Code::Internal,
+                crate::status::Reason::Internal,
+                "event log unavailable",
+            ),
         }
     }
 }

@@ -1,7 +1,13 @@
 //! The sharing service's errors, and the one place they become gRPC statuses.
 
+use std::time::Duration;
+
 use orex_kit::KitError;
-use tonic::Status;
+use orex_kit::status::{self, Reason};
+use tonic::{Code, Status};
+
+/// The retry hint of a store that is unavailable for a moment.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Everything a sharing call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -23,12 +29,18 @@ pub enum SharingError {
     /// No report with this id that the caller may see.
     #[error("report {0} not found")]
     NotFound(String),
-    /// The caller lacks a role or is not of the author's member.
-    #[error("{0}")]
-    PermissionDenied(String),
+    /// The caller lacks a role, its member is suspended, or it is not of
+    /// the author's member; the reason says which.
+    #[error("{1}")]
+    PermissionDenied(Reason, String),
     /// The report's state does not allow the transition.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    #[error("{message}")]
+    FailedPrecondition {
+        /// The report, as `report/<id>`.
+        subject: String,
+        /// What its state is and what the transition needs.
+        message: String,
+    },
     /// Optimistic concurrency: the report changed since the caller read it.
     #[error("{0}")]
     Aborted(String),
@@ -50,26 +62,56 @@ impl SharingError {
     }
 }
 
+impl SharingError {
+    /// FAILED_PRECONDITION about report `id`.
+    pub fn status_conflict(id: &str, message: impl Into<String>) -> Self {
+        Self::FailedPrecondition {
+            subject: format!("report/{id}"),
+            message: message.into(),
+        }
+    }
+}
+
 impl From<SharingError> for Status {
     fn from(e: SharingError) -> Self {
         match e {
-            SharingError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
-            SharingError::Unauthenticated(m) => Status::unauthenticated(m),
-            SharingError::OutOfRange(m) => Status::out_of_range(m),
-            SharingError::NotFound(_) => Status::not_found(e.to_string()),
-            SharingError::PermissionDenied(m) => Status::permission_denied(m),
-            SharingError::FailedPrecondition(m) => Status::failed_precondition(m),
-            SharingError::Aborted(m) => Status::aborted(m),
+            SharingError::InvalidArgument { field, reason } => {
+                let why = if field == "page_token" {
+                    Reason::PageTokenInvalid
+                } else {
+                    Reason::InvalidField
+                };
+                status::invalid_field_as(why, &field, &reason)
+            }
+            SharingError::Unauthenticated(m) => {
+                status::error(Code::Unauthenticated, Reason::PrincipalMissing, m)
+            }
+            SharingError::OutOfRange(m) => status::error(Code::OutOfRange, Reason::OutOfRange, m),
+            SharingError::NotFound(_) => {
+                status::error(Code::NotFound, Reason::NotFound, e.to_string())
+            }
+            SharingError::PermissionDenied(reason, m) => {
+                status::error(Code::PermissionDenied, reason, m)
+            }
+            SharingError::FailedPrecondition { subject, message } => {
+                status::precondition(Reason::ReportStatusConflict, &subject, message)
+            }
+            SharingError::Aborted(m) => status::error(Code::Aborted, Reason::VersionConflict, m),
             SharingError::Store(KitError::Corrupt(_)) => {
                 tracing::error!(error = %e, "sharing store is corrupt");
-                Status::data_loss(
+                status::error(
+                    Code::DataLoss,
+                    Reason::DataDamaged,
                     "stored report data is damaged; operators have been alerted in the log",
                 )
             }
             SharingError::Store(_) | SharingError::Sled(_) => {
                 tracing::error!(error = %e, "sharing store failure");
-                Status::unavailable(
+                status::retry_later(
+                    Code::Unavailable,
+                    Reason::ServiceUnavailable,
                     "the report store is unavailable; retry with the same request_id",
+                    STORE_RETRY,
                 )
             }
         }

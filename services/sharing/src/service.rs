@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use orex_kit::Shutdown;
 use orex_kit::forwarded::principal_of;
 use orex_kit::page_token::PageTokens;
+use orex_kit::status::Reason;
 use orex_kit::store::decode_value;
 use orex_kit::stream::{BoxStream, StreamConfig, follow};
 use orex_membership::{Audience, Partnership, Principal, Role};
@@ -64,15 +65,19 @@ impl Sharing {
         let who =
             principal_of(req).map_err(|s| SharingError::Unauthenticated(s.message().to_owned()))?;
         if !self.partnership.load().is_active_member(&who.member) {
-            return Err(SharingError::PermissionDenied(format!(
-                "member {} is not an active member of the partnership",
-                who.member
-            )));
+            return Err(SharingError::PermissionDenied(
+                Reason::MemberSuspended,
+                format!(
+                    "member {} is not an active member of the partnership",
+                    who.member
+                ),
+            ));
         }
         if !who.has_role(role) {
-            return Err(SharingError::PermissionDenied(format!(
-                "this call needs the {role} role"
-            )));
+            return Err(SharingError::PermissionDenied(
+                Reason::RoleMissing,
+                format!("this call needs the {role} role"),
+            ));
         }
         Ok(who)
     }
@@ -194,6 +199,7 @@ impl Sharing {
         let author_member = r.author.as_ref().map(|a| a.member.as_str());
         if author_member != Some(who.member.as_str()) {
             return Err(SharingError::PermissionDenied(
+                Reason::NotAuthorMember,
                 "only principals of the author's member may change a report".into(),
             ));
         }
@@ -333,10 +339,13 @@ impl SharingService for Sharing {
             .update(key, Method::Amend, &req.report_id, move |r| {
                 this.may_change(&by, &r)?;
                 if !is_open(&r) {
-                    return Err(SharingError::FailedPrecondition(format!(
-                        "report is {}; only active or amended reports can be amended",
-                        r.status().as_str_name()
-                    )));
+                    return Err(SharingError::status_conflict(
+                        &r.id,
+                        format!(
+                            "report is {}; only active or amended reports can be amended",
+                            r.status().as_str_name()
+                        ),
+                    ));
                 }
                 if r.version != expected {
                     return Err(SharingError::Aborted(format!(
@@ -377,10 +386,13 @@ impl SharingService for Sharing {
             .update(key, Method::Resolve, &req.report_id, move |r| {
                 this.may_change(&by, &r)?;
                 if !is_open(&r) {
-                    return Err(SharingError::FailedPrecondition(format!(
-                        "report is {}; only active or amended reports can be resolved",
-                        r.status().as_str_name()
-                    )));
+                    return Err(SharingError::status_conflict(
+                        &r.id,
+                        format!(
+                            "report is {}; only active or amended reports can be resolved",
+                            r.status().as_str_name()
+                        ),
+                    ));
                 }
                 Ok(next_version(r, &by, ReportStatus::Resolved, &note, &at))
             })
@@ -411,8 +423,9 @@ impl SharingService for Sharing {
             .update(key, Method::Retract, &req.report_id, move |r| {
                 this.may_change(&by, &r)?;
                 if r.status() == ReportStatus::Retracted {
-                    return Err(SharingError::FailedPrecondition(
-                        "report is already retracted".into(),
+                    return Err(SharingError::status_conflict(
+                        &r.id,
+                        "report is already retracted",
                     ));
                 }
                 Ok(next_version(r, &by, ReportStatus::Retracted, &reason, &at))

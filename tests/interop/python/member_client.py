@@ -9,8 +9,10 @@ end through the gateway:
     the same request id returns the same report);
   * Germany (an EU state) receives it on its stream, resuming from 0;
   * Japan cannot see it (NOT_FOUND by id, absent from its list);
-  * a bad field is INVALID_ARGUMENT naming the field;
-  * a call without a token is UNAUTHENTICATED;
+  * a bad field is INVALID_ARGUMENT naming the field, in the message and in
+    the standard google.rpc details (ErrorInfo reason INVALID_FIELD,
+    BadRequest field violation), read with grpcio-status;
+  * a call without a token is UNAUTHENTICATED, reason TOKEN_MISSING;
   * health is SERVING.
 
 Usage: member_client.py GATEWAY_ADDR BUNDLES_DIR GENERATED_DIR
@@ -26,6 +28,8 @@ gateway, bundles, generated = sys.argv[1:4]
 sys.path.insert(0, generated)
 
 from google.protobuf import timestamp_pb2  # noqa: E402
+from google.rpc import error_details_pb2  # noqa: E402
+from grpc_status import rpc_status  # noqa: E402
 from orex.common.v1 import common_pb2  # noqa: E402
 from orex.sharing.v1 import sharing_pb2, sharing_pb2_grpc  # noqa: E402
 
@@ -41,6 +45,21 @@ def connect(bundle):
     channel = grpc.secure_channel(gateway, creds, options=[("grpc.ssl_target_name_override", "gateway")])
     token = read(b + "token.jwt").decode().strip()
     return sharing_pb2_grpc.SharingServiceStub(channel), [("authorization", "Bearer " + token)], channel
+
+
+def details(err):
+    """The google.rpc details of an error, by type name: {"ErrorInfo": msg, ...}."""
+    status = rpc_status.from_call(err)
+    assert status is not None, f"no grpc-status-details-bin on {err.code()}: {err.details()}"
+    found = {}
+    for any_ in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest, error_details_pb2.RetryInfo,
+                     error_details_pb2.PreconditionFailure):
+            if any_.Is(kind.DESCRIPTOR):
+                msg = kind()
+                any_.Unpack(msg)
+                found[kind.DESCRIPTOR.name] = msg
+    return found
 
 
 def expect_error(code, call, *args, **kwargs):
@@ -98,7 +117,11 @@ err = expect_error(
     timeout=10,
 )
 assert err.details().startswith("content.severity:"), err.details()
+rich = details(err)
+assert rich["ErrorInfo"].domain == "orex" and rich["ErrorInfo"].reason == "INVALID_FIELD", rich
+assert rich["BadRequest"].field_violations[0].field == "content.severity", rich
 
-expect_error(grpc.StatusCode.UNAUTHENTICATED, us.ListReports, sharing_pb2.ListReportsRequest(), timeout=10)
+err = expect_error(grpc.StatusCode.UNAUTHENTICATED, us.ListReports, sharing_pb2.ListReportsRequest(), timeout=10)
+assert details(err)["ErrorInfo"].reason == "TOKEN_MISSING", details(err)
 
 print("interop: 6 passed, 0 failed")
