@@ -7,12 +7,17 @@
 //!   service and the gateway in one process.
 //! - [`bundle`]: a member principal's client bundle and a gateway connection from it.
 //! - [`commands`]: what the `orex` subcommands do.
+//! - [`output`]: printing that stops quietly when the reader of stdout has gone.
+
+// Printing goes through `output` (a closed pipe must not panic).
+#![deny(clippy::print_stdout)]
 
 pub mod bundle;
 pub mod commands;
 pub mod devpki;
 pub mod devstack;
 pub mod error;
+pub mod output;
 pub mod tokens;
 
 pub use error::CliError;

@@ -253,9 +253,9 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                 crate::error::write(path, &text, false)?;
             }
             match failure {
-                None => println!("OK: every hash, link and signature verifies"),
+                None => crate::outln!("OK: every hash, link and signature verifies"),
                 Some(why) => {
-                    println!("{why}");
+                    crate::outln!("{why}");
                     return Err(CliError::Invalid("the access log does not verify".into()));
                 }
             }
@@ -685,9 +685,12 @@ pub fn read_public_key(path: &Path) -> Result<Vec<u8>, CliError> {
 }
 
 fn report(v: &Verification) {
-    println!(
+    crate::outln!(
         "checked {} records ({} redacted: outside your scope, chain recomputed across them) and {} signed checkpoints; {} records after the newest checkpoint are not yet signed",
-        v.records, v.redacted, v.checkpoints, v.unsigned
+        v.records,
+        v.redacted,
+        v.checkpoints,
+        v.unsigned
     );
 }
 
@@ -826,21 +829,37 @@ impl<W: std::io::Write> Export<W> {
 }
 
 fn csv_error(e: csv::Error) -> CliError {
+    if let csv::ErrorKind::Io(io) = e.kind()
+        && io.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        crate::output::exit_on_write_error(io);
+    }
     CliError::Invalid(format!("writing CSV: {e}"))
 }
 
+/// A failed write of the export; on stdout whose reader has gone (`| head`)
+/// the command ends quietly (a file cannot fail that way).
 fn export_error(e: std::io::Error) -> CliError {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        crate::output::exit_on_write_error(&e);
+    }
     CliError::Invalid(format!("writing the export: {e}"))
 }
 
 fn print_table(records: &[AccessRecord]) {
     if records.is_empty() {
-        println!("(no access records in your scope match)");
+        crate::outln!("(no access records in your scope match)");
         return;
     }
-    println!(
+    crate::outln!(
         "{:>6}  {:<20}  {:<8}  {:<5}  {:<16}  {:<45}  {:<6}  reason",
-        "index", "time", "kind", "dec", "principal", "method", "status"
+        "index",
+        "time",
+        "kind",
+        "dec",
+        "principal",
+        "method",
+        "status"
     );
     for r in records {
         let time = r
@@ -852,7 +871,7 @@ fn print_table(records: &[AccessRecord]) {
                 s
             })
             .unwrap_or_default();
-        println!(
+        crate::outln!(
             "{:>6}  {:<20}  {:<8}  {:<5}  {:<16}  {:<45}  {:<6}  {}",
             r.index,
             time,

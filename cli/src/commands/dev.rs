@@ -21,6 +21,6 @@ pub fn token(bundle: &Path, dev_dir: Option<&Path>, ttl: Duration) -> Result<(),
             })?,
     };
     let token = devstack::refresh_token(&DevLayout::new(root), bundle, ttl)?;
-    println!("{token}");
+    crate::outln!("{token}");
     Ok(())
 }

@@ -126,7 +126,7 @@ pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
             let resp = client.publish_report(req).await?.into_inner();
             let r = resp.report.unwrap_or_default();
             if resp.replayed {
-                println!("already published (same request id):");
+                crate::outln!("already published (same request id):");
             }
             print_report(&r);
         }
@@ -172,13 +172,13 @@ pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
                 .await?
                 .into_inner();
             if resp.reports.is_empty() {
-                println!("(no reports visible to you)");
+                crate::outln!("(no reports visible to you)");
             }
             for r in &resp.reports {
                 print_report(r);
             }
             if !resp.next_page_token.is_empty() {
-                println!("more: --page-token {}", resp.next_page_token);
+                crate::outln!("more: --page-token {}", resp.next_page_token);
             }
         }
         ReportCommand::History { id } => {
@@ -202,12 +202,12 @@ pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
                 })
                 .await?
                 .into_inner();
-            println!("watching (Ctrl-C stops)");
+            crate::outln!("watching (Ctrl-C stops)");
             loop {
                 tokio::select! {
                     item = stream.next() => match item {
                         Some(Ok(ev)) => {
-                            print!("#{} {:<10} ", ev.sequence, ev.kind().as_str_name().trim_start_matches("REPORT_EVENT_KIND_"));
+                            crate::out!("#{} {:<10} ", ev.sequence, ev.kind().as_str_name().trim_start_matches("REPORT_EVENT_KIND_"));
                             print_report(&ev.report.unwrap_or_default());
                         }
                         Some(Err(status)) => return Err(status.into()),
@@ -327,7 +327,7 @@ pub fn print_report(r: &Report) {
         _ => String::new(),
     };
     let author = r.author.clone().unwrap_or_default();
-    println!(
+    crate::outln!(
         "{} v{} {} TLP:{}{} {}/{} {} severity {} origin {} by {}/{}{}",
         r.id,
         r.version,
@@ -347,5 +347,5 @@ pub fn print_report(r: &Report) {
             ""
         }
     );
-    println!("    {}", c.summary);
+    crate::outln!("    {}", c.summary);
 }

@@ -26,25 +26,25 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     };
 
     let root = layout.root().display();
-    println!("orex dev stack is up (Ctrl-C stops it)\n");
-    println!("  gateway   https://{gateway_addr}   (members connect here)");
-    println!("  sharing   https://{sharing_addr}   (gateway only)");
-    println!("  data      {root}/data");
+    crate::outln!("orex dev stack is up (Ctrl-C stops it)\n");
+    crate::outln!("  gateway   https://{gateway_addr}   (members connect here)");
+    crate::outln!("  sharing   https://{sharing_addr}   (gateway only)");
+    crate::outln!("  data      {root}/data");
     if fresh {
-        println!("  configs   {root}/config   (generated; edits are kept across runs)");
+        crate::outln!("  configs   {root}/config   (generated; edits are kept across runs)");
     } else {
-        println!(
+        crate::outln!(
             "  configs   {root}/config   (kept from an earlier run; delete them to regenerate)"
         );
     }
-    println!("  CA        {}", layout.ca_cert().display());
-    println!(
+    crate::outln!("  CA        {}", layout.ca_cert().display());
+    crate::outln!(
         "  audit key {}   (public half, for `orex audit verify`)",
         layout.audit_keys().1.display()
     );
-    println!("\n  client bundles (CA, certificate, key, token valid 8 h):");
+    crate::outln!("\n  client bundles (CA, certificate, key, token valid 8 h):");
     for p in DEMO_PRINCIPALS {
-        println!(
+        crate::outln!(
             "    {:<12} {}  member {} subject {} roles {}",
             p.bundle,
             layout.bundle(p.bundle).display(),
@@ -53,7 +53,7 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
             p.roles.join(",")
         );
     }
-    println!("\n  try:  orex report list --bundle {root}/bundles/us-alice");
+    crate::outln!("\n  try:  orex report list --bundle {root}/bundles/us-alice");
 
     // Whichever stops first (Ctrl-C, or a failure) stops the other too.
     let (first, other) = tokio::select! {
@@ -69,6 +69,6 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
             Err(e) => return Err(CliError::Invalid(format!("a service task failed: {e}"))),
         }
     }
-    println!("orex dev stack stopped; stores flushed");
+    crate::outln!("orex dev stack stopped; stores flushed");
     Ok(())
 }
