@@ -74,6 +74,13 @@ impl Default for LoadConfig {
 pub struct AuditConfig {
     /// Folder of the gateway's sled store, which holds the access log.
     pub data_dir: PathBuf,
+    /// The witness file: every signed checkpoint, appended outside the
+    /// store, so a log that lost its tail is noticed at start
+    /// (`audit::witness`). Default: `<data_dir>.witness` beside the folder.
+    /// Keep it out of the store's backups' way: restoring the store must not
+    /// restore an older witness.
+    #[serde(default)]
+    pub witness: Option<PathBuf>,
     /// Ed25519 private key (PKCS#8 PEM) that signs checkpoints; not
     /// world-readable. Auditors hold its public half.
     pub signing_key: PathBuf,
@@ -96,6 +103,17 @@ pub struct AuditConfig {
 
 fn default_cache_mib() -> u64 {
     16
+}
+
+impl AuditConfig {
+    /// Where the witness file is: `witness`, or `<data_dir>.witness`.
+    pub fn witness_path(&self) -> PathBuf {
+        self.witness.clone().unwrap_or_else(|| {
+            let mut name = self.data_dir.clone().into_os_string();
+            name.push(".witness");
+            PathBuf::from(name)
+        })
+    }
 }
 
 fn default_checkpoint_records() -> u64 {

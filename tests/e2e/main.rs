@@ -9,6 +9,7 @@ mod durability;
 mod error_details;
 mod isolation;
 mod lifecycle;
+mod log_integrity;
 mod malformed;
 mod operations;
 mod overload;

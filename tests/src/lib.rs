@@ -184,12 +184,47 @@ impl Stack {
 
     /// Starts the gateway again on the same port over the same access log.
     pub async fn start_gateway(&mut self) {
+        self.try_start_gateway().await.expect("gateway start");
+    }
+
+    /// [`start_gateway`](Self::start_gateway), or why the gateway refuses
+    /// to start (its checks run before it serves).
+    pub async fn try_start_gateway(&mut self) -> Result<(), orex_cli::CliError> {
         let listener = TcpListener::bind(self.gateway_addr).await.expect("rebind");
         let shutdown = Shutdown::new();
-        let (task, handles) = devstack::spawn_gateway(&self.layout, listener, shutdown.clone())
-            .expect("gateway config");
+        let (task, handles) = devstack::spawn_gateway(&self.layout, listener, shutdown.clone())?;
         self.gateway_handles = Some(handles);
         self.gateway = Some((shutdown, task));
+        Ok(())
+    }
+
+    /// The stopped gateway's audit witness file (`audit::witness`).
+    pub fn audit_witness(&self) -> PathBuf {
+        self.layout.data("gateway").with_extension("witness")
+    }
+
+    /// Moves the audit witness aside, as an operator accepting lost records
+    /// does — or as someone in control of the gateway's host could. The
+    /// next start begins a new witness at the store's newest checkpoint.
+    pub fn discard_audit_witness(&self) {
+        let w = self.audit_witness();
+        std::fs::rename(&w, w.with_extension("witness.discarded")).expect("move the witness");
+    }
+
+    /// Damages the stopped gateway's store the way sled's recovery does
+    /// when record `from` is corrupted on disk: that record, every later one
+    /// and every checkpoint are gone (sled keeps the longest intact prefix).
+    pub fn lose_audit_tail(&self, from: u64) {
+        let db = sled::open(self.layout.data("gateway")).expect("open the stopped gateway's store");
+        let records = db.open_tree("audit_records").expect("records");
+        for item in records.range((from + 1).to_be_bytes()..) {
+            records.remove(item.expect("record").0).expect("remove");
+        }
+        db.open_tree("audit_checkpoints")
+            .expect("checkpoints")
+            .clear()
+            .expect("clear");
+        db.flush().expect("flush");
     }
 
     /// Rewrites the policy file with `edit` (the gateway notices by itself;

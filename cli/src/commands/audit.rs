@@ -70,11 +70,18 @@ pub enum AuditCommand {
         /// You audit the whole partnership: any redacted record is an error.
         #[arg(long)]
         expect_full_scope: bool,
-        /// A file keeping the newest checkpoint you verified: the next run
-        /// checks the log still holds it (catches truncation or a rewrite
-        /// that also deleted checkpoints), then updates it.
+        /// Where to keep the newest checkpoint you verified: the next run
+        /// checks the log still holds it (catches truncation, or a rewrite
+        /// that also deleted checkpoints), then updates it. Default: one
+        /// file per log id under $OREX_STATE_DIR, else
+        /// $XDG_STATE_HOME/orex/audit-verify, else
+        /// ~/.local/state/orex/audit-verify.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Keep no state: check only what the log says about itself (a log
+        /// that lost its tail and every checkpoint over it may then verify).
+        #[arg(long, conflicts_with = "state")]
+        no_state: bool,
     },
     /// Export matching records for an auditor's own tools.
     Export {
@@ -218,7 +225,13 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             public_key,
             expect_full_scope,
             state,
+            no_state,
         } => {
+            let state = match (no_state, state) {
+                (true, _) => None,
+                (false, Some(path)) => Some(path),
+                (false, None) => default_state_file(&client).await?,
+            };
             let kept: Option<KeptCheckpoint> = match &state {
                 Some(path) if path.exists() => Some(
                     serde_json::from_slice(&crate::error::read(path)?).map_err(|e| {
@@ -251,6 +264,11 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                 let text = serde_json::to_vec_pretty(newest)
                     .map_err(|e| CliError::Invalid(format!("kept checkpoint: {e}")))?;
                 crate::error::write(path, &text, false)?;
+                eprintln!(
+                    "kept checkpoint of {} records in {} for the next run",
+                    newest.log_size,
+                    path.display()
+                );
             }
             match failure {
                 None => crate::outln!("OK: every hash, link and signature verifies"),
@@ -262,6 +280,62 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The default file keeping the newest verified checkpoint of the log this
+/// gateway serves: one per log id (named from it, with a hash so distinct
+/// ids never share a file), in the state folder. `None` while the log has
+/// no checkpoint (there is nothing to keep yet).
+async fn default_state_file(client: &AuditClient) -> Result<Option<PathBuf>, CliError> {
+    let latest = match client
+        .clone()
+        .get_latest_checkpoint(GetLatestCheckpointRequest {})
+        .await
+    {
+        Ok(r) => r.into_inner().checkpoint,
+        Err(s) if s.code() == Code::NotFound => None,
+        Err(s) => return Err(s.into()),
+    };
+    let Some(latest) = latest else {
+        return Ok(None);
+    };
+    let dir = state_dir().ok_or_else(|| {
+        CliError::Invalid(
+            "no folder to keep the verified checkpoint in: set OREX_STATE_DIR (or HOME), or pass --state FILE or --no-state".into(),
+        )
+    })?;
+    Ok(Some(dir.join(state_file_name(&latest.log_id))))
+}
+
+/// `$OREX_STATE_DIR`, `$XDG_STATE_HOME/orex/audit-verify` or
+/// `~/.local/state/orex/audit-verify`.
+fn state_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("OREX_STATE_DIR")
+        .or_else(|| var("XDG_STATE_HOME").map(|d| d.join("orex/audit-verify")))
+        .or_else(|| var("HOME").map(|h| h.join(".local/state/orex/audit-verify")))
+}
+
+/// `orex-gateway_dev-1a2b3c4d.json` for log id `orex-gateway/dev`.
+fn state_file_name(log_id: &str) -> String {
+    use sha2::Digest as _;
+    let plain: String = log_id
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = hex::encode(&sha2::Sha256::digest(log_id.as_bytes())[..4]);
+    format!("{plain}-{hash}.json")
 }
 
 /// A progress line on standard error, at most once a second, when it is a

@@ -23,6 +23,7 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use sha2::{Digest, Sha256};
 
+use crate::audit::witness::Witness;
 use crate::config::AuditConfig;
 
 /// The `prev_hash` of the first record, and the head of an empty log.
@@ -40,6 +41,69 @@ pub enum AuditError {
     /// Writes were switched off by [`AuditLog::inject_write_failure`].
     #[error("access log writes are failing (injected)")]
     Injected,
+}
+
+/// Checks the log still holds `newest`, the witness's newest checkpoint or
+/// (for a new witness) the store's own (see [`crate::audit::witness`]);
+/// the error says what is missing or different.
+fn check_against_witness(
+    log: &EventLog,
+    checkpoints: &sled::Tree,
+    public_key: &[u8],
+    log_id: &str,
+    newest: &Checkpoint,
+) -> Result<(), String> {
+    let payload = checkpoint_payload(
+        &newest.log_id,
+        newest.log_size,
+        &newest.head_hash,
+        &newest.signed_at.as_ref().map(rfc3339).unwrap_or_default(),
+    );
+    let key =
+        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, public_key);
+    if payload != newest.signed_payload || key.verify(&payload, &newest.signature).is_err() {
+        return Err("the witness's newest checkpoint is not signed by this gateway's key".into());
+    }
+    if newest.log_id != log_id {
+        return Err(format!(
+            "the witness is of log {:?}, this gateway writes {log_id:?}",
+            newest.log_id
+        ));
+    }
+    if newest.log_size == 0 {
+        return Ok(());
+    }
+    let size = log.published();
+    if size < newest.log_size {
+        return Err(format!(
+            "the access log holds {size} records but its checkpoint of {} records was signed: records {size}..{} are lost",
+            newest.log_size, newest.log_size
+        ));
+    }
+    let unreadable = |e: String| format!("record {} cannot be read: {e}", newest.log_size - 1);
+    let head = log
+        .read_after(newest.log_size - 1, 1)
+        .map_err(|e| unreadable(e.to_string()))?;
+    let head = match head.first() {
+        Some((_, v)) => decode_value::<AccessRecord>(v).map_err(|e| unreadable(e.to_string()))?,
+        None => return Err(unreadable("missing".into())),
+    };
+    if head.hash != newest.head_hash {
+        return Err(format!(
+            "record {} differs from the one the checkpoint signed (hash {} instead of {})",
+            newest.log_size - 1,
+            head.hash,
+            newest.head_hash
+        ));
+    }
+    match checkpoints.get(newest.log_size.to_be_bytes()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!(
+            "the store lost the signed checkpoint of {} records",
+            newest.log_size
+        )),
+        Err(e) => Err(format!("checkpoints cannot be read: {e}")),
+    }
 }
 
 /// SHA-256 (lower-case hex) of a record's contents: its protobuf encoding
@@ -159,6 +223,8 @@ struct Inner {
     store: Store,
     log: Arc<EventLog>,
     checkpoints: sled::Tree,
+    /// Every checkpoint also goes here, outside the store.
+    witness: Witness,
     signer: Ed25519KeyPair,
     log_id: String,
     key_id: String,
@@ -220,12 +286,60 @@ impl AuditLog {
             Some((_, v)) => decode_value::<AccessRecord>(&v)?.hash,
             None => ZERO_HASH.to_owned(),
         };
+        // Before anything is appended: does the log still hold what the
+        // witness says was signed? Fail closed if not.
+        let witness_path = config.witness_path();
+        let (witness, seen) = Witness::open(&witness_path)?;
+        let public_key = signer.public_key().as_ref().to_vec();
+        match &seen.newest {
+            Some(newest) => check_against_witness(
+                &log,
+                &checkpoints,
+                &public_key,
+                &config.log_id,
+                newest,
+            )
+            .map_err(|why| {
+                KitError::Integrity(format!(
+                    "the access log in {} does not hold its newest signed checkpoint ({why}). \
+                     Refusing to serve: restore the store from a backup, or — accepting that \
+                     records are lost — move {} aside (keep it for the auditors) and start again",
+                    config.data_dir.display(),
+                    witness_path.display()
+                ))
+            })?,
+            None => {
+                // A new witness (first start, or an operator moved the old
+                // one aside): it starts at the store's newest checkpoint.
+                // The log must hold that one too.
+                if let Some((_, v)) = checkpoints.last()? {
+                    let cp = decode_value::<Checkpoint>(&v)?;
+                    check_against_witness(&log, &checkpoints, &public_key, &config.log_id, &cp)
+                        .map_err(|why| {
+                            KitError::Integrity(format!(
+                                "the access log in {} does not hold the newest checkpoint in its own store ({why}). \
+                                 Refusing to serve: restore the store from a backup",
+                                config.data_dir.display()
+                            ))
+                        })?;
+                    witness.append(&cp)?;
+                    if seen.existed || signed > 0 {
+                        tracing::warn!(
+                            witness = %witness_path.display(),
+                            log_size = cp.log_size,
+                            "audit witness started at the store's newest checkpoint"
+                        );
+                    }
+                }
+            }
+        }
         let writer = GroupCommit::new(store.clone(), log.clone(), chain_writer(&log, head));
         Ok(Self {
             inner: Arc::new(Inner {
                 log,
                 writer,
                 checkpoints,
+                witness,
                 signed: AtomicU64::new(signed),
                 store,
                 signer,
@@ -379,6 +493,13 @@ impl AuditLog {
             .checkpoints
             .insert(size.to_be_bytes(), encode_value(&checkpoint))?;
         self.inner.store.durable().await?;
+        // After the store: a crash between the two leaves the witness one
+        // checkpoint behind, which the store still holds.
+        let witness_checkpoint = checkpoint.clone();
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.witness.append(&witness_checkpoint))
+            .await
+            .map_err(|e| KitError::Flush(format!("audit witness: {e}")))??;
         self.inner.signed.fetch_max(size, Ordering::SeqCst);
         tracing::debug!(size, "access log checkpoint signed");
         Ok(Some(checkpoint))
@@ -446,6 +567,7 @@ mod tests {
             checkpoint_every_records: every_records,
             checkpoint_interval_seconds: 3600,
             cache_mib: 16,
+            witness: None,
         })
         .unwrap()
     }

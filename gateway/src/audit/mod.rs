@@ -7,6 +7,8 @@
 //! - [`page`]: the byte budget every answer of that service keeps.
 //! - [`verify`]: the streaming verifier `orex audit verify` feeds page by
 //!   page, in constant memory whatever the log's size.
+//! - [`witness`]: checkpoints also kept outside the store, so a log that
+//!   lost its tail is refused at start.
 //!
 //! Why a hash chain rather than a Merkle tree: auditors verify the whole
 //! log by downloading it from index 0, which a chain makes trivial to implement in any language; a member's
@@ -19,6 +21,7 @@ pub mod log;
 pub mod page;
 pub mod service;
 pub mod verify;
+pub mod witness;
 
 pub use log::{AuditError, AuditLog};
 pub use page::{CLIENT_DECODE_LIMIT, MAX_RANGE_RECORDS, PAGE_BYTES};

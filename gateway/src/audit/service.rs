@@ -87,6 +87,17 @@ fn context(method: &str, who: &Principal, what: &[u8]) -> Vec<u8> {
     ])
 }
 
+/// The access log could not be read: auditors get UNAVAILABLE, and the
+/// operator a log line saying what failed — a store sled cannot read is
+/// damaged, and only the operator can restore it.
+fn unreadable(e: impl std::fmt::Display) -> GatewayError {
+    tracing::error!(
+        error = %e,
+        "the access log cannot be read: its store may be damaged; run `orex audit verify` and restore the store from a backup if it fails"
+    );
+    GatewayError::AuditRead
+}
+
 fn page_size(requested: u32, default: u32, max: u32) -> Result<u64, GatewayError> {
     match requested {
         0 => Ok(u64::from(default)),
@@ -134,7 +145,7 @@ impl AuditApi {
         // one that matched but no longer fitted the page.
         let mut next = start;
         for item in Scan::new(log, start, end.min(start.saturating_add(MAX_SCAN))) {
-            let (position, r) = item.map_err(|_| GatewayError::AuditRead)?;
+            let (position, r) = item.map_err(unreadable)?;
             if in_scope(&pass.policy.partnership, &pass.caller.principal, &r)
                 && matches(&filter, &r)
                 && page.push(r).is_err()
@@ -177,7 +188,7 @@ impl AuditApi {
         }
         let mut page = Page::new(MAX_RANGE_RECORDS);
         for item in Scan::new(log, req.start_index, req.end_index.min(size)) {
-            let (_, r) = item.map_err(|_| GatewayError::AuditRead)?;
+            let (_, r) = item.map_err(unreadable)?;
             let r = if in_scope(&pass.policy.partnership, &pass.caller.principal, &r) {
                 r
             } else {
@@ -213,7 +224,7 @@ impl AuditApi {
         let mut last_size = None;
         let mut next_page_token = String::new();
         for c in self.door.audit().checkpoints_after(after) {
-            let c = c.map_err(|_| GatewayError::AuditRead)?;
+            let c = c.map_err(unreadable)?;
             let in_window = req.time_window.as_ref().is_none_or(|w| {
                 let t = c.signed_at.as_ref().map(nanos).unwrap_or_default();
                 w.start.as_ref().is_none_or(|s| t >= nanos(s))
@@ -311,7 +322,7 @@ impl AuditService for AuditApi {
             Ok(None) => Err(GatewayError::NotFound(
                 "no checkpoint has been signed yet".into(),
             )),
-            Err(_) => Err(GatewayError::AuditRead),
+            Err(e) => Err(unreadable(e)),
         };
         finish(pass, answer, |_| "returned the latest checkpoint".into()).await
     }

@@ -1,6 +1,8 @@
 //! The `main` every orex server binary shares: install the crypto provider
 //! and telemetry, check everything before binding the port, serve until
-//! SIGTERM or Ctrl-C, and turn any failure into one line and exit code 1.
+//! SIGTERM or Ctrl-C, and turn any failure into one line and an exit status:
+//! 1, or 3 when stored data failed an integrity check (restore from backup;
+//! a restart will not help).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,7 +40,7 @@ where
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("{name}: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_status())
         }
     }
 }

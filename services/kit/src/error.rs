@@ -32,6 +32,23 @@ pub enum KitError {
     /// A stored value does not decode: the store is damaged.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Stored data contradicts what the process knows it wrote (a log
+    /// shorter than its newest checkpoint): it must not serve until an
+    /// operator restores from backup. Exit status 3.
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+}
+
+impl KitError {
+    /// The exit status of a server that stops on this error: 3 for
+    /// [`KitError::Integrity`] (restore from backup; restarting will not
+    /// help), 1 otherwise.
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            KitError::Integrity(_) => 3,
+            _ => 1,
+        }
+    }
 }
 
 impl KitError {
