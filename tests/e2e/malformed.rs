@@ -88,6 +88,18 @@ async fn send_raw_with(
     metadata: &[(&'static str, &str)],
     bytes: Vec<u8>,
 ) -> Result<(), Status> {
+    send_to(channel, GET_REPORT, token, metadata, bytes).await
+}
+
+const GET_REPORT: &str = "/orex.sharing.v1.SharingService/GetReport";
+
+async fn send_to(
+    channel: &Channel,
+    path: &'static str,
+    token: Option<&str>,
+    metadata: &[(&'static str, &str)],
+    bytes: Vec<u8>,
+) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone()).max_encoding_message_size(usize::MAX);
     grpc.ready().await.unwrap();
     let mut req = tonic::Request::new(bytes);
@@ -98,13 +110,9 @@ async fn send_raw_with(
     for (k, v) in metadata {
         req.metadata_mut().insert(*k, v.parse().unwrap());
     }
-    grpc.unary(
-        req,
-        PathAndQuery::from_static("/orex.sharing.v1.SharingService/GetReport"),
-        RawCodec,
-    )
-    .await
-    .map(|_| ())
+    grpc.unary(req, PathAndQuery::from_static(path), RawCodec)
+        .await
+        .map(|_| ())
 }
 
 /// Each kind of bytes a broken client can send, and what it is.
@@ -246,5 +254,38 @@ async fn undecodable_requests_at_a_service_are_invalid_argument_too() {
             "{what}: {status:?}"
         );
     }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_method_not_served_is_refused_with_its_reason_and_recorded() {
+    let stack = Stack::spawn().await;
+    let alice = stack.bundle("us-alice");
+    let ch = channel(
+        &stack,
+        stack.gateway_addr,
+        "gateway",
+        alice.join("cert.pem").to_str().unwrap(),
+        alice.join("key.pem").to_str().unwrap(),
+    )
+    .await;
+    let token = stack.token(TokenParams::of("us-alice"));
+    let path = "/orex.risk.v1.RiskService/GetSupplyRisk";
+    let status = send_to(&ch, path, Some(&token), &[], Vec::new())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    assert_eq!(
+        reason_of(&status),
+        Some(Reason::MethodNotServed),
+        "{status:?}"
+    );
+    let log = stack.audit_log();
+    let recorded = log
+        .range(0, log.size())
+        .unwrap()
+        .into_iter()
+        .any(|r| r.method == path && r.member == "US" && r.decision() == AccessDecision::Deny);
+    assert!(recorded, "the refused call is in the access log");
     stack.stop().await;
 }

@@ -7,7 +7,8 @@
 //! any handler runs. Both are the client's doing: this layer, around every
 //! orex server (`server::serve`), turns them into INVALID_ARGUMENT
 //! (`MALFORMED_REQUEST`) and RESOURCE_EXHAUSTED (`REQUEST_TOO_LARGE`) with
-//! `google.rpc` details, and hands each to an optional observer — the
+//! `google.rpc` details (a method no route serves: UNIMPLEMENTED
+//! `METHOD_NOT_SERVED`), and hands each to an optional observer — the
 //! gateway records it in the access log (the method is known from the path,
 //! the caller from its certificate) and may answer otherwise (rate limited,
 //! or UNAVAILABLE when the record cannot be written).
@@ -150,8 +151,8 @@ const MALFORMED: [&str; 4] = [
 /// tonic's text for a message over the decoding limit.
 const TOO_LARGE: &str = "Error, decoded message length too large";
 
-/// The status a request refused by tonic itself deserves, if it was the
-/// client's fault; `None` leaves every other answer as it is.
+/// The status a request refused by tonic itself deserves — the client's
+/// fault, or a method not served; `None` leaves every other answer as it is.
 pub fn client_fault(status: &Status) -> Option<Status> {
     let message = status.message();
     match status.code() {
@@ -163,6 +164,13 @@ pub fn client_fault(status: &Status) -> Option<Status> {
                 format!("the request is not a valid message of this method's type: {detail}"),
             ))
         }
+        // tonic's router for a path no service serves (handlers never
+        // answer UNIMPLEMENTED): a refusal like any other, with its reason.
+        Code::Unimplemented if status.details().is_empty() => Some(status::error(
+            Code::Unimplemented,
+            Reason::MethodNotServed,
+            "this method is not served here",
+        )),
         Code::OutOfRange if message.starts_with(TOO_LARGE) => Some(status::error(
             Code::ResourceExhausted,
             Reason::RequestTooLarge,

@@ -125,6 +125,8 @@ reasons! {
     ShuttingDown = "SHUTTING_DOWN",
     /// Stored data is damaged; operators have been alerted.
     DataDamaged = "DATA_DAMAGED",
+    /// The method is not served by this server.
+    MethodNotServed = "METHOD_NOT_SERVED",
     /// Anything else; operators have the details in their log.
     Internal = "INTERNAL",
 }

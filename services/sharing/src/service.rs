@@ -24,9 +24,6 @@ use crate::filter::matches;
 use crate::store::{Method, ReportStore, RequestKey};
 use crate::validate;
 
-/// Default and largest page sizes of list calls.
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 500;
 /// Most reports one list call inspects, so a page never costs a full scan.
 const MAX_SCAN: usize = 10_000;
 
@@ -240,17 +237,6 @@ fn is_open(r: &Report) -> bool {
     matches!(r.status(), ReportStatus::Active | ReportStatus::Amended)
 }
 
-fn page_size(requested: u32) -> Result<usize, SharingError> {
-    match requested as usize {
-        0 => Ok(DEFAULT_PAGE),
-        n if n <= MAX_PAGE => Ok(n),
-        n => Err(SharingError::invalid(
-            "page_size",
-            format!("must be at most {MAX_PAGE}, got {n}"),
-        )),
-    }
-}
-
 /// SHA-256 of a request, tagged with its method, for idempotency checks.
 fn fingerprint<M: Message>(method: Method, req: &M) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -267,8 +253,7 @@ impl SharingService for Sharing {
     ) -> Result<Response<PublishReportResponse>, Status> {
         let who = self.caller(&req, Role::Reporter)?;
         let req = req.into_inner();
-        validate::request_id(&req.request_id)?;
-        validate::content(req.content.as_ref(), &self.partnership.load())?;
+        validate::publish_request(&req, &self.partnership.load())?;
         let key = RequestKey {
             who: &who,
             request_id: &req.request_id,
@@ -309,17 +294,7 @@ impl SharingService for Sharing {
     ) -> Result<Response<AmendReportResponse>, Status> {
         let who = self.caller(&req, Role::Reporter)?;
         let req = req.into_inner();
-        validate::request_id(&req.request_id)?;
-        validate::report_id(&req.report_id)?;
-        validate::content(req.content.as_ref(), &self.partnership.load())?;
-        validate::note("note", &req.note, false)?;
-        if req.expected_version == 0 {
-            return Err(SharingError::invalid(
-                "expected_version",
-                "is required: the version you are amending",
-            )
-            .into());
-        }
+        validate::amend_request(&req, &self.partnership.load())?;
         let key = RequestKey {
             who: &who,
             request_id: &req.request_id,
@@ -371,9 +346,7 @@ impl SharingService for Sharing {
     ) -> Result<Response<ResolveReportResponse>, Status> {
         let who = self.caller(&req, Role::Reporter)?;
         let req = req.into_inner();
-        validate::request_id(&req.request_id)?;
-        validate::report_id(&req.report_id)?;
-        validate::note("note", &req.note, false)?;
+        validate::resolve_request(&req)?;
         let key = RequestKey {
             who: &who,
             request_id: &req.request_id,
@@ -408,9 +381,7 @@ impl SharingService for Sharing {
     ) -> Result<Response<RetractReportResponse>, Status> {
         let who = self.caller(&req, Role::Reporter)?;
         let req = req.into_inner();
-        validate::request_id(&req.request_id)?;
-        validate::report_id(&req.report_id)?;
-        validate::note("reason", &req.reason, true)?;
+        validate::retract_request(&req)?;
         let key = RequestKey {
             who: &who,
             request_id: &req.request_id,
@@ -442,6 +413,7 @@ impl SharingService for Sharing {
     ) -> Result<Response<GetReportResponse>, Status> {
         let who = self.caller(&req, Role::Reader)?;
         let req = req.into_inner();
+        validate::get_request(&req)?;
         let latest = self.visible_latest(&who, &req.report_id)?;
         let report = if req.version == 0 || req.version == latest.version {
             latest
@@ -468,9 +440,8 @@ impl SharingService for Sharing {
     ) -> Result<Response<ListReportsResponse>, Status> {
         let who = self.caller(&req, Role::Reader)?;
         let req = req.into_inner();
-        let size = page_size(req.page_size)?;
+        let size = validate::list_request(&req)?;
         let filter = req.filter.unwrap_or_default();
-        crate::filter::validate(&filter)?;
         let context = Self::token_context(&who, &filter.encode_to_vec());
         let cursor = match self.open_token(&context, &req.page_token)? {
             Some(c) => Some(String::from_utf8(c).map_err(|_| {
@@ -510,7 +481,7 @@ impl SharingService for Sharing {
     ) -> Result<Response<ListReportVersionsResponse>, Status> {
         let who = self.caller(&req, Role::Reader)?;
         let req = req.into_inner();
-        let size = page_size(req.page_size)?;
+        let size = validate::versions_request(&req)?;
         self.visible_latest(&who, &req.report_id)?;
         let context = Self::token_context(&who, req.report_id.as_bytes());
         let after = match self.open_token(&context, &req.page_token)? {
@@ -547,8 +518,8 @@ impl SharingService for Sharing {
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
         let who = self.caller(&req, Role::Reader)?;
         let req = req.into_inner();
+        validate::subscribe_request(&req)?;
         let filter = req.filter.unwrap_or_default();
-        crate::filter::validate(&filter)?;
         let log = self.store.log();
         let latest = log.published();
         let after = match req.after_sequence {

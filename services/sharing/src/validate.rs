@@ -5,7 +5,11 @@ use std::collections::BTreeSet;
 
 use orex_membership::Partnership;
 use orex_proto::common::v1::{Marking, Mineral, Stage, TimeWindow};
-use orex_proto::sharing::v1::{Category, ReportContent};
+use orex_proto::sharing::v1::{
+    AmendReportRequest, Category, GetReportRequest, ListReportVersionsRequest, ListReportsRequest,
+    PublishReportRequest, ReportContent, ResolveReportRequest, RetractReportRequest,
+    SubscribeReportsRequest,
+};
 use prost_types::Timestamp;
 
 use crate::error::SharingError;
@@ -19,7 +23,91 @@ pub const MAX_LIST: usize = 64;
 /// Largest volume impact magnitude, t/month.
 pub const MAX_VOLUME: f64 = 1e9;
 
+/// Page size when a list asks for 0.
+pub const DEFAULT_PAGE: usize = 50;
+/// Largest page a list may ask for.
+pub const MAX_PAGE: usize = 500;
+
 type Result<T = ()> = std::result::Result<T, SharingError>;
+
+// Per request: every check of its own fields, before anything is looked up.
+// The handlers call these, and the fuzz target `requests`
+// (tests/fuzz/fuzz_targets/requests.rs) runs them on arbitrary bytes.
+
+/// `PublishReport`.
+pub fn publish_request(r: &PublishReportRequest, partnership: &Partnership) -> Result {
+    request_id(&r.request_id)?;
+    content(r.content.as_ref(), partnership)
+}
+
+/// `AmendReport`.
+pub fn amend_request(r: &AmendReportRequest, partnership: &Partnership) -> Result {
+    request_id(&r.request_id)?;
+    report_id(&r.report_id)?;
+    content(r.content.as_ref(), partnership)?;
+    note("note", &r.note, false)?;
+    if r.expected_version == 0 {
+        return Err(SharingError::invalid(
+            "expected_version",
+            "is required: the version you are amending",
+        ));
+    }
+    Ok(())
+}
+
+/// `ResolveReport`.
+pub fn resolve_request(r: &ResolveReportRequest) -> Result {
+    request_id(&r.request_id)?;
+    report_id(&r.report_id)?;
+    note("note", &r.note, false)
+}
+
+/// `RetractReport`.
+pub fn retract_request(r: &RetractReportRequest) -> Result {
+    request_id(&r.request_id)?;
+    report_id(&r.report_id)?;
+    note("reason", &r.reason, true)
+}
+
+/// `GetReport`.
+pub fn get_request(r: &GetReportRequest) -> Result {
+    report_id(&r.report_id)
+}
+
+/// `ListReports`: the page size to use.
+pub fn list_request(r: &ListReportsRequest) -> Result<usize> {
+    let size = page_size(r.page_size)?;
+    if let Some(f) = &r.filter {
+        crate::filter::validate(f)?;
+    }
+    Ok(size)
+}
+
+/// `ListReportVersions`: the page size to use.
+pub fn versions_request(r: &ListReportVersionsRequest) -> Result<usize> {
+    report_id(&r.report_id)?;
+    page_size(r.page_size)
+}
+
+/// `SubscribeReports`.
+pub fn subscribe_request(r: &SubscribeReportsRequest) -> Result {
+    match &r.filter {
+        Some(f) => crate::filter::validate(f),
+        None => Ok(()),
+    }
+}
+
+/// A page size: 0 is [`DEFAULT_PAGE`], at most [`MAX_PAGE`].
+pub fn page_size(requested: u32) -> Result<usize> {
+    match requested as usize {
+        0 => Ok(DEFAULT_PAGE),
+        n if n <= MAX_PAGE => Ok(n),
+        n => Err(SharingError::invalid(
+            "page_size",
+            format!("must be at most {MAX_PAGE}, got {n}"),
+        )),
+    }
+}
 
 /// A request id: 1–128 characters of `[A-Za-z0-9._:-]`.
 pub fn request_id(id: &str) -> Result {

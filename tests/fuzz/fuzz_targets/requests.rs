@@ -1,0 +1,102 @@
+//! Every request a member can send, decoded from arbitrary bytes and, if it
+//! decodes, validated exactly as the service validates it before looking
+//! anything up (`orex_sharing::validate::*_request`; the audit requests are
+//! decoded). The first byte picks the method. Never a panic: bad input is
+//! an INVALID_ARGUMENT naming the field.
+
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use orex_membership::Partnership;
+use orex_proto::audit::v1 as audit;
+use orex_proto::sharing::v1 as sharing;
+use orex_sharing::validate;
+use prost::Message;
+
+const POLICY: &str = r#"
+[[members]]
+code = "US"
+name = "United States"
+kind = "state"
+founding = true
+[[members]]
+code = "EU"
+name = "European Union"
+kind = "bloc"
+founding = true
+[[members]]
+code = "DE"
+name = "Germany"
+kind = "state"
+bloc = "EU"
+"#;
+
+static PARTNERSHIP: LazyLock<Partnership> =
+    LazyLock::new(|| Partnership::parse(POLICY, std::path::Path::new(".")).expect("policy"));
+
+fn decoded<M: Message + Default>(bytes: &[u8]) -> Option<M> {
+    M::decode(bytes).ok()
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&method, bytes)) = data.split_first() else {
+        return;
+    };
+    let p = &*PARTNERSHIP;
+    match method % 12 {
+        0 => {
+            if let Some(r) = decoded::<sharing::PublishReportRequest>(bytes) {
+                let _ = validate::publish_request(&r, p);
+            }
+        }
+        1 => {
+            if let Some(r) = decoded::<sharing::AmendReportRequest>(bytes) {
+                let _ = validate::amend_request(&r, p);
+            }
+        }
+        2 => {
+            if let Some(r) = decoded::<sharing::ResolveReportRequest>(bytes) {
+                let _ = validate::resolve_request(&r);
+            }
+        }
+        3 => {
+            if let Some(r) = decoded::<sharing::RetractReportRequest>(bytes) {
+                let _ = validate::retract_request(&r);
+            }
+        }
+        4 => {
+            if let Some(r) = decoded::<sharing::GetReportRequest>(bytes) {
+                let _ = validate::get_request(&r);
+            }
+        }
+        5 => {
+            if let Some(r) = decoded::<sharing::ListReportsRequest>(bytes) {
+                let _ = validate::list_request(&r);
+            }
+        }
+        6 => {
+            if let Some(r) = decoded::<sharing::ListReportVersionsRequest>(bytes) {
+                let _ = validate::versions_request(&r);
+            }
+        }
+        7 => {
+            if let Some(r) = decoded::<sharing::SubscribeReportsRequest>(bytes) {
+                let _ = validate::subscribe_request(&r);
+            }
+        }
+        8 => {
+            let _ = decoded::<audit::QueryAccessRecordsRequest>(bytes);
+        }
+        9 => {
+            let _ = decoded::<audit::GetRecordRangeRequest>(bytes);
+        }
+        10 => {
+            let _ = decoded::<audit::ListCheckpointsRequest>(bytes);
+        }
+        _ => {
+            let _ = decoded::<audit::GetLatestCheckpointRequest>(bytes);
+        }
+    }
+});
