@@ -27,15 +27,9 @@ fn reason(status: &Status, code: Code, expected: Reason) {
 }
 
 async fn list_as(stack: &Stack, bundle: &str, token: &str) -> Status {
-    let identity = Some((
-        stack.bundle_file(bundle, "cert.pem"),
-        stack.bundle_file(bundle, "key.pem"),
-    ));
-    let mut client = stack
-        .raw_client(stack.gateway_addr, "gateway", identity, Some(token))
+    stack
+        .client_with_token(bundle, Some(token))
         .await
-        .unwrap();
-    client
         .list_reports(ListReportsRequest::default())
         .await
         .unwrap_err()

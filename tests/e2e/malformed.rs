@@ -11,7 +11,7 @@ use orex_proto::audit::v1::AccessDecision;
 use orex_proto::sharing::v1::GetReportRequest;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// Sends bytes as they are and ignores answers' bytes.
@@ -53,27 +53,14 @@ impl Decoder for RawCodec {
     }
 }
 
-async fn channel(
-    stack: &Stack,
-    addr: std::net::SocketAddr,
-    name: &str,
-    cert: &str,
-    key: &str,
-) -> Channel {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(stack.layout.ca_cert()).unwrap(),
-        ))
-        .identity(Identity::from_pem(
-            std::fs::read(cert).unwrap(),
-            std::fs::read(key).unwrap(),
-        ))
-        .domain_name(name);
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
+/// us-alice's connection to the gateway.
+async fn alice_at_the_gateway(stack: &Stack) -> Channel {
+    stack
+        .channel(
+            stack.gateway_addr,
+            "gateway",
+            Some(stack.bundle_identity("us-alice")),
+        )
         .await
         .unwrap()
 }
@@ -135,15 +122,7 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
 #[tokio::test]
 async fn undecodable_requests_at_the_gateway_are_invalid_argument_and_recorded() {
     let stack = Stack::spawn().await;
-    let alice = stack.bundle("us-alice");
-    let ch = channel(
-        &stack,
-        stack.gateway_addr,
-        "gateway",
-        alice.join("cert.pem").to_str().unwrap(),
-        alice.join("key.pem").to_str().unwrap(),
-    )
-    .await;
+    let ch = alice_at_the_gateway(&stack).await;
     let token = stack.token(TokenParams::of("us-alice"));
     for (what, bytes) in malformed() {
         let status = send_raw(&ch, Some(&token), bytes).await.unwrap_err();
@@ -228,15 +207,14 @@ async fn undecodable_requests_at_the_gateway_are_invalid_argument_and_recorded()
 #[tokio::test]
 async fn undecodable_requests_at_a_service_are_invalid_argument_too() {
     let stack = Stack::spawn().await;
-    let (cert, key) = stack.layout.workload("gateway");
-    let ch = channel(
-        &stack,
-        stack.sharing_addr,
-        "sharing",
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-    )
-    .await;
+    let ch = stack
+        .channel(
+            stack.sharing_addr,
+            "sharing",
+            Some(stack.workload_identity("gateway")),
+        )
+        .await
+        .unwrap();
     // As the gateway forwards a member's call.
     let principal = [
         ("x-orex-member", "US"),
@@ -260,15 +238,7 @@ async fn undecodable_requests_at_a_service_are_invalid_argument_too() {
 #[tokio::test]
 async fn a_method_not_served_is_refused_with_its_reason_and_recorded() {
     let stack = Stack::spawn().await;
-    let alice = stack.bundle("us-alice");
-    let ch = channel(
-        &stack,
-        stack.gateway_addr,
-        "gateway",
-        alice.join("cert.pem").to_str().unwrap(),
-        alice.join("key.pem").to_str().unwrap(),
-    )
-    .await;
+    let ch = alice_at_the_gateway(&stack).await;
     let token = stack.token(TokenParams::of("us-alice"));
     let path = "/orex.risk.v1.RiskService/GetSupplyRisk";
     let status = send_to(&ch, path, Some(&token), &[], Vec::new())

@@ -3,7 +3,6 @@
 
 use futures::StreamExt;
 use orex_e2e::{Stack, within};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -12,52 +11,25 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-async fn channel(
-    stack: &Stack,
-    addr: std::net::SocketAddr,
-    name: &str,
-    cert: &str,
-    key: &str,
-) -> Channel {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(
-            std::fs::read(stack.layout.ca_cert()).unwrap(),
-        ))
-        .identity(Identity::from_pem(
-            std::fs::read(cert).unwrap(),
-            std::fs::read(key).unwrap(),
-        ))
-        .domain_name(name);
-    Endpoint::from_shared(format!("https://{addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn every_server_reports_health_and_serves_reflection() {
     let stack = Stack::spawn().await;
-    let member = stack.bundle("jp-kenji");
-    let gateway = channel(
-        &stack,
-        stack.gateway_addr,
-        "gateway",
-        member.join("cert.pem").to_str().unwrap(),
-        member.join("key.pem").to_str().unwrap(),
-    )
-    .await;
-    let (cert, key) = stack.layout.workload("gateway");
-    let sharing = channel(
-        &stack,
-        stack.sharing_addr,
-        "sharing",
-        cert.to_str().unwrap(),
-        key.to_str().unwrap(),
-    )
-    .await;
+    let gateway = stack
+        .channel(
+            stack.gateway_addr,
+            "gateway",
+            Some(stack.bundle_identity("jp-kenji")),
+        )
+        .await
+        .unwrap();
+    let sharing = stack
+        .channel(
+            stack.sharing_addr,
+            "sharing",
+            Some(stack.workload_identity("gateway")),
+        )
+        .await
+        .unwrap();
     for ch in [gateway, sharing] {
         let health = HealthClient::new(ch.clone())
             .check(HealthCheckRequest {

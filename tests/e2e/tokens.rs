@@ -47,15 +47,9 @@ fn sign_us(stack: &Stack, claims: &serde_json::Map<String, Value>) -> String {
 }
 
 async fn call_as(stack: &Stack, bundle: &str, token: &str) -> Result<(), tonic::Status> {
-    let identity = Some((
-        stack.bundle_file(bundle, "cert.pem"),
-        stack.bundle_file(bundle, "key.pem"),
-    ));
-    let mut client = stack
-        .raw_client(stack.gateway_addr, "gateway", identity, Some(token))
+    stack
+        .client_with_token(bundle, Some(token))
         .await
-        .unwrap();
-    client
         .list_reports(ListReportsRequest::default())
         .await
         .map(|_| ())
@@ -148,14 +142,7 @@ async fn a_cached_token_is_still_refused_on_another_certificate() {
 #[tokio::test]
 async fn a_basic_authorization_scheme_is_refused() {
     let stack = Stack::spawn().await;
-    let identity = Some((
-        stack.bundle_file("us-alice", "cert.pem"),
-        stack.bundle_file("us-alice", "key.pem"),
-    ));
-    let client = stack
-        .raw_client(stack.gateway_addr, "gateway", identity, None)
-        .await
-        .unwrap();
+    let client = stack.client_with_token("us-alice", None).await;
     let mut req = tonic::Request::new(ListReportsRequest::default());
     req.metadata_mut().insert(
         "authorization",
@@ -268,14 +255,7 @@ async fn an_issuers_own_maximum_token_lifetime_applies() {
 #[tokio::test]
 async fn two_authorization_values_are_refused_and_recorded() {
     let stack = Stack::spawn().await;
-    let identity = Some((
-        stack.bundle_file("us-alice", "cert.pem"),
-        stack.bundle_file("us-alice", "key.pem"),
-    ));
-    let client = stack
-        .raw_client(stack.gateway_addr, "gateway", identity, None)
-        .await
-        .unwrap();
+    let client = stack.client_with_token("us-alice", None).await;
     let alices = stack.token(TokenParams::of("us-alice"));
     let bobs = stack.token(TokenParams::of("us-bob"));
     // Each alone is fine (alice's on her own connection); together, in

@@ -312,6 +312,24 @@ impl Stack {
         identity: Option<(String, String)>,
         token: Option<&str>,
     ) -> Result<SharingClient, tonic::transport::Error> {
+        let channel = self.channel(addr, server_name, identity).await?;
+        let token = match token {
+            Some(t) => BearerToken::new(t).expect("token"),
+            None => BearerToken::none(),
+        };
+        Ok(SharingServiceClient::with_interceptor(channel, token))
+    }
+}
+
+impl Stack {
+    /// A mutual-TLS channel to `addr` (trusting the dev CA, checking
+    /// `server_name`), presenting `identity` (certificate and key PEM).
+    pub async fn channel(
+        &self,
+        addr: SocketAddr,
+        server_name: &str,
+        identity: Option<(String, String)>,
+    ) -> Result<Channel, tonic::transport::Error> {
         let ca = std::fs::read_to_string(self.layout.ca_cert()).expect("ca");
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
@@ -319,16 +337,41 @@ impl Stack {
         if let Some((cert, key)) = identity {
             tls = tls.identity(Identity::from_pem(cert, key));
         }
-        let channel: Channel = Endpoint::from_shared(format!("https://{addr}"))
+        Endpoint::from_shared(format!("https://{addr}"))
             .expect("endpoint")
             .tls_config(tls)?
             .connect()
-            .await?;
-        let token = match token {
-            Some(t) => BearerToken::new(t).expect("token"),
-            None => BearerToken::none(),
-        };
-        Ok(SharingServiceClient::with_interceptor(channel, token))
+            .await
+    }
+
+    /// The certificate and key (PEM) of a member bundle.
+    pub fn bundle_identity(&self, bundle: &str) -> (String, String) {
+        (
+            self.bundle_file(bundle, "cert.pem"),
+            self.bundle_file(bundle, "key.pem"),
+        )
+    }
+
+    /// The certificate and key (PEM) of a workload (`gateway`).
+    pub fn workload_identity(&self, workload: &str) -> (String, String) {
+        let (cert, key) = self.layout.workload(workload);
+        (
+            std::fs::read_to_string(cert).expect("workload cert"),
+            std::fs::read_to_string(key).expect("workload key"),
+        )
+    }
+
+    /// A sharing client to the gateway on `bundle`'s certificate, sending
+    /// `token` (or none) instead of the bundle's own.
+    pub async fn client_with_token(&self, bundle: &str, token: Option<&str>) -> SharingClient {
+        self.raw_client(
+            self.gateway_addr,
+            "gateway",
+            Some(self.bundle_identity(bundle)),
+            token,
+        )
+        .await
+        .expect("connect to the gateway")
     }
 }
 
