@@ -20,6 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Small initial buffers for every generated client and server
+        // (`src/codec.rs`: an idle stream held 8 KiB it never used).
+        .codec_path("crate::codec::OrexCodec")
         .compile_fds(fds)?;
     Ok(())
 }

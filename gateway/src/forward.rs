@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use orex_kit::Shutdown;
-use orex_kit::stream::{BoxStream, StreamConfig, with_final_status};
+use orex_kit::stream::{BoxStream, EventSender, StreamConfig, with_final_status};
 use tonic::{Code, Status, Streaming};
 
 use crate::door::{Pass, Touched, authorise};
@@ -196,28 +196,27 @@ where
                             tracing::error!(caller = %pass.caller.principal, "backend streamed an event the caller may not see; withheld");
                             continue;
                         };
-                        // The send waits for the client, but never past
-                        // shutdown, expiry or the slow-consumer limit.
                         let seq = event.sequence();
-                        tokio::select! {
-                            sent = tokio::time::timeout(slow, tx.send(Ok(event))) => match sent {
-                                Ok(Ok(())) => {}
-                                Ok(Err(_)) => break Err(Status::cancelled("client left")),
-                                Err(_) => {
-                                    tracing::info!(caller = %pass.caller.principal, after_sequence = ?last, "stream dropped: client read too slowly");
-                                    break Err(stream_end(
-                                        Code::ResourceExhausted,
-                                        Reason::SlowConsumer,
-                                        format!(
-                                            "client read too slowly and was dropped; {}",
-                                            resume_hint(last)
-                                        ),
-                                        last,
-                                    ))
-                                }
-                            },
-                            _ = shutdown.wait() => break Err(shutting_down(last)),
-                            _ = tokio::time::sleep_until(expiry) => break Err(expired(last)),
+                        // Boxed: the send's state is large and only alive
+                        // while an event is in hand; an idle stream's task
+                        // should not carry it (heap profile, BENCHMARKS.md).
+                        match Box::pin(deliver(&tx, event, slow, &shutdown, expiry)).await {
+                            Ok(()) => {}
+                            Err(Undelivered::Left) => break Err(Status::cancelled("client left")),
+                            Err(Undelivered::TooSlow) => {
+                                tracing::info!(caller = %pass.caller.principal, after_sequence = ?last, "stream dropped: client read too slowly");
+                                break Err(stream_end(
+                                    Code::ResourceExhausted,
+                                    Reason::SlowConsumer,
+                                    format!(
+                                        "client read too slowly and was dropped; {}",
+                                        resume_hint(last)
+                                    ),
+                                    last,
+                                ));
+                            }
+                            Err(Undelivered::ShuttingDown) => break Err(shutting_down(last)),
+                            Err(Undelivered::Expired) => break Err(expired(last)),
                         }
                         last = Some(seq);
                         delivered += 1;
@@ -252,12 +251,45 @@ where
         // Closing the channel lets the member read the final status now,
         // while the outcome is being recorded.
         drop(tx);
-        pass.finish(
+        // Boxed for the same reason: recording is large and happens once.
+        Box::pin(pass.finish(
             code,
             touched,
             format!("stream delivered {delivered} events, withheld {withheld}"),
-        )
+        ))
         .await;
     });
     stream
+}
+
+/// Why an event was not handed to the member.
+enum Undelivered {
+    /// The client went away.
+    Left,
+    /// The client left a full buffer unread for the slow-consumer limit.
+    TooSlow,
+    /// The gateway is shutting down.
+    ShuttingDown,
+    /// The token that opened the stream expired.
+    Expired,
+}
+
+/// Hands `event` to the member's buffer: waits for room, but never past
+/// shutdown, the token's expiry or the slow-consumer limit.
+async fn deliver<T: Send + 'static>(
+    tx: &EventSender<T>,
+    event: T,
+    slow: Duration,
+    shutdown: &Shutdown,
+    expiry: tokio::time::Instant,
+) -> Result<(), Undelivered> {
+    tokio::select! {
+        sent = tokio::time::timeout(slow, tx.send(Ok(event))) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Undelivered::Left),
+            Err(_) => Err(Undelivered::TooSlow),
+        },
+        _ = shutdown.wait() => Err(Undelivered::ShuttingDown),
+        _ = tokio::time::sleep_until(expiry) => Err(Undelivered::Expired),
+    }
 }

@@ -7,6 +7,8 @@
 #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
+pub mod codec;
+
 /// The encoded `FileDescriptorSet` of every orex .proto file, for reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/orex_descriptor.bin"));
