@@ -1,3 +1,7 @@
+//! Forwarding member calls to a backend service, shared by every service
+//! face of the gateway: [`forward_unary`] for unary calls (door, forward,
+//! screen, record), and [`relay_screened`] for streams.
+//!
 //! Relaying a backend stream to a member: every event screened again under
 //! the policy in force, the stream ended when the gateway shuts down, the
 //! member's token expires, the member is suspended or loses the permission,
@@ -10,15 +14,18 @@
 //! sequence to resume after. That status is delivered after the buffered
 //! events whatever the state of the buffer.
 
+use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
 use orex_kit::Shutdown;
 use orex_kit::stream::{BoxStream, EventSender, StreamConfig, with_final_status};
-use tonic::{Code, Status, Streaming};
+use orex_membership::MethodClass;
+use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::door::{Pass, Touched, authorise};
+use crate::door::{Door, Pass, Touched, authorise};
 use crate::policy::{Policy, PolicyHandle};
+use crate::ratelimit::class_of;
 use crate::tokens::unix_now;
 use orex_kit::status::{self as kit_status, Reason};
 
@@ -26,6 +33,53 @@ use orex_kit::status::{self as kit_status, Reason};
 const RECHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// Most delivered report ids kept for the outcome records of one stream.
 const MAX_RECORDED_IDS: usize = 1000;
+
+/// A unary member call, the way every service face handles one: the door
+/// admits it (recording the DECISION), `call` forwards the outbound request
+/// (message, deadline and verified principal only) to the backend, `screen`
+/// checks the answer against what the caller may see and names the
+/// resources it touched, and the OUTCOME is recorded with the status the
+/// member is told (backend errors sanitised once). Reads overlap the
+/// decision's flush with the backend call and are released only once both
+/// records are durable; writes are forwarded only once their decision is.
+pub async fn forward_unary<Req, Resp, Call, Fut>(
+    door: &Door,
+    method: &str,
+    req: Request<Req>,
+    resources: Vec<String>,
+    call: Call,
+    screen: impl FnOnce(&Pass, Resp) -> Result<(Resp, Vec<Touched>), Status>,
+) -> Result<Response<Resp>, Status>
+where
+    Call: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<Resp>, Status>>,
+{
+    let read = class_of(method) == MethodClass::Read;
+    let pass = if read {
+        door.admit_read(&req, method, resources).await?
+    } else {
+        door.admit(&req, method, resources).await?
+    };
+    let out = pass.outbound(req)?;
+    let answer = call(out)
+        .await
+        .and_then(|resp| screen(&pass, resp.into_inner()));
+    // Sanitised once: the record says what the member is told.
+    let (answer, code, touched, reason) = match answer {
+        Ok((resp, touched)) => (Ok(resp), Code::Ok, touched, "completed".to_owned()),
+        Err(status) => {
+            let status = sanitized(status);
+            let (code, reason) = (status.code(), status.message().to_owned());
+            (Err(status), code, vec![], reason)
+        }
+    };
+    if read {
+        pass.release(code, touched, reason).await?;
+    } else {
+        pass.finish(code, touched, reason).await;
+    }
+    answer.map(Response::new)
+}
 
 /// A backend's error as the member may see it: its code, a bounded message
 /// and only the `google.rpc` details that are safe to pass on

@@ -14,10 +14,8 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::door::{Door, Pass, Touched};
-use crate::forward::{relay_screened, sanitized};
-use crate::ratelimit::class_of;
+use crate::forward::{forward_unary, relay_screened, sanitized};
 use crate::screen::{may_see, owner};
-use orex_membership::MethodClass;
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
 
@@ -60,7 +58,8 @@ impl SharingGateway {
         }
     }
 
-    /// Admits, forwards, screens the answer, and records the outcome.
+    /// Admits, forwards, screens the answer, and records the outcome
+    /// ([`forward_unary`], shared by every service face).
     async fn unary<Req, Resp, Call, Fut>(
         &self,
         name: &str,
@@ -74,34 +73,15 @@ impl SharingGateway {
         Fut: Future<Output = Result<Response<Resp>, Status>>,
     {
         let method = format!("{SERVICE}{name}");
-        // Reads overlap the decision's flush with the backend call and are
-        // released once both records are durable; writes are forwarded only
-        // once their decision is durable.
-        let read = class_of(&method) == MethodClass::Read;
-        let pass = if read {
-            self.door.admit_read(&req, &method, resources).await?
-        } else {
-            self.door.admit(&req, &method, resources).await?
-        };
-        let out = pass.outbound(req)?;
-        let answer = call(self.backend.clone(), out)
-            .await
-            .and_then(|resp| screen(&pass, resp.into_inner()));
-        // Sanitised once: the record says what the member is told.
-        let (answer, code, touched, reason) = match answer {
-            Ok((resp, touched)) => (Ok(resp), Code::Ok, touched, "completed".to_owned()),
-            Err(status) => {
-                let status = sanitized(status);
-                let (code, reason) = (status.code(), status.message().to_owned());
-                (Err(status), code, vec![], reason)
-            }
-        };
-        if read {
-            pass.release(code, touched, reason).await?;
-        } else {
-            pass.finish(code, touched, reason).await;
-        }
-        answer.map(Response::new)
+        forward_unary(
+            &self.door,
+            &method,
+            req,
+            resources,
+            |out| call(self.backend.clone(), out),
+            screen,
+        )
+        .await
     }
 }
 
