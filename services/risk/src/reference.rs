@@ -1,0 +1,431 @@
+//! The reference data the risk service computes with: a versioned TOML file
+//! in which every figure cites a published source, validated as a whole
+//! before it is used (a file that fails is refused; the service keeps the
+//! version in force). Its SHA-256 and version go out with every answer.
+//!
+//! ```toml
+//! version = "2026.1"
+//! published_at = "2026-11-26T00:00:00Z"
+//!
+//! [[sources]]                     # every source the figures cite
+//! id = "usgs-mcs-2024"
+//! title = "Mineral Commodity Summaries 2024"
+//! publisher = "U.S. Geological Survey"
+//! url = "https://…"
+//! year = 2024
+//!
+//! [[countries]]                   # scaled governance, 0 (best) to 10 (worst)
+//! code = "CN"
+//! governance_score = 5.9
+//! source = "eu-crm-2023"
+//!
+//! [[supply]]                      # global supply of a mineral at a stage
+//! mineral = "gallium"
+//! stage = "refining"
+//! substitution_index = 0.9
+//! end_of_life_recycling_input_rate = 0.0
+//! source = "eu-crm-2023"
+//! shares = [{ country = "CN", share = 0.98, source = "usgs-mcs-2024" }, …]
+//!
+//! [[sourcing]]                    # a member's own supply mix at a stage
+//! member = "EU"
+//! mineral = "gallium"
+//! stage = "refining"
+//! import_reliance = 0.98
+//! source = "eu-crm-2023"
+//! shares = […]
+//! ```
+//!
+//! Any figure may carry `estimate = true`: the file then says it is an
+//! estimate, and so does every answer built on it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use orex_proto::common::v1::{Mineral, Stage};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::formula::SHARE_SUM_TOLERANCE;
+
+/// Why a reference data file was refused; the message names the entry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("reference data: {0}")]
+pub struct ReferenceError(pub String);
+
+fn refuse<T>(message: impl Into<String>) -> Result<T, ReferenceError> {
+    Err(ReferenceError(message.into()))
+}
+
+/// A published source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// Short id the figures cite.
+    pub id: String,
+    /// Title of the publication or data set.
+    pub title: String,
+    /// Who publishes it.
+    pub publisher: String,
+    /// Where to read it (https), if public.
+    #[serde(default)]
+    pub url: String,
+    /// Year of publication or of the data.
+    #[serde(default)]
+    pub year: u32,
+    /// Licence of the data, if known.
+    #[serde(default)]
+    pub license: String,
+    /// What it provides and any transformation applied.
+    #[serde(default)]
+    pub notes: String,
+}
+
+/// A country's scaled governance score.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Country {
+    /// ISO 3166-1 alpha-2.
+    pub code: String,
+    /// 0 (best) to 10 (worst).
+    pub governance_score: f64,
+    /// The source cited.
+    pub source: String,
+    /// An estimate rather than a published figure.
+    #[serde(default)]
+    pub estimate: bool,
+}
+
+/// One country's share of a mix.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Share {
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+    /// 0 to 1.
+    pub share: f64,
+    /// The source cited.
+    pub source: String,
+    /// An estimate rather than a published figure.
+    #[serde(default)]
+    pub estimate: bool,
+}
+
+/// Global supply of a mineral at a stage, with its substitution and recycling.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Supply {
+    /// `gallium`, `light_rare_earths`, … (the proto's `Mineral` names).
+    pub mineral: String,
+    /// `mining`, `refining`, … (the proto's `Stage` names).
+    pub stage: String,
+    /// SI_SR, 0 to 1.
+    pub substitution_index: f64,
+    /// EoL_RIR, 0 to 1.
+    pub end_of_life_recycling_input_rate: f64,
+    /// The source of the two figures above.
+    pub source: String,
+    /// An estimate rather than a published figure.
+    #[serde(default)]
+    pub estimate: bool,
+    /// The producing countries.
+    pub shares: Vec<Share>,
+}
+
+/// A member's own supply mix of a mineral at a stage.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sourcing {
+    /// Member code (`US`, `EU`).
+    pub member: String,
+    /// The mineral.
+    pub mineral: String,
+    /// The stage.
+    pub stage: String,
+    /// IR, 0 to 1.
+    pub import_reliance: f64,
+    /// The source of the import reliance.
+    pub source: String,
+    /// An estimate rather than a published figure.
+    #[serde(default)]
+    pub estimate: bool,
+    /// Where the member's supply comes from.
+    pub shares: Vec<Share>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: String,
+    published_at: String,
+    sources: Vec<Source>,
+    #[serde(default)]
+    countries: Vec<Country>,
+    #[serde(default)]
+    supply: Vec<Supply>,
+    #[serde(default)]
+    sourcing: Vec<Sourcing>,
+}
+
+/// A validated reference data set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceData {
+    /// The version label.
+    pub version: String,
+    /// When the partnership published this version (RFC 3339).
+    pub published_at: String,
+    /// SHA-256 (lower-case hex) of the file's bytes.
+    pub content_sha256: String,
+    /// Every source, by id.
+    pub sources: BTreeMap<String, Source>,
+    /// Governance scores by country code.
+    pub countries: BTreeMap<String, Country>,
+    /// Global supply by (mineral, stage).
+    pub supply: BTreeMap<(Mineral, Stage), Supply>,
+    /// Member sourcing by (member, mineral, stage).
+    pub sourcing: BTreeMap<(String, Mineral, Stage), Sourcing>,
+}
+
+/// The proto enum value named `name` (`gallium` → `MINERAL_GALLIUM`).
+pub fn mineral(name: &str) -> Option<Mineral> {
+    Mineral::from_str_name(&format!("MINERAL_{}", name.to_ascii_uppercase()))
+        .filter(|m| *m != Mineral::Unspecified)
+}
+
+/// The proto enum value named `name` (`refining` → `STAGE_REFINING`).
+pub fn stage(name: &str) -> Option<Stage> {
+    Stage::from_str_name(&format!("STAGE_{}", name.to_ascii_uppercase()))
+        .filter(|s| *s != Stage::Unspecified)
+}
+
+fn country_code(code: &str) -> bool {
+    code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+impl ReferenceData {
+    /// Parses and validates the bytes of a reference data file.
+    pub fn parse(bytes: &[u8]) -> Result<ReferenceData, ReferenceError> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ReferenceError("the file is not UTF-8".into()))?;
+        let file: File = toml::from_str(text).map_err(|e| ReferenceError(e.to_string()))?;
+        if file.version.trim().is_empty() {
+            return refuse("version is empty");
+        }
+        let mut sources = BTreeMap::new();
+        for s in file.sources {
+            if s.id.is_empty() || s.title.is_empty() || s.publisher.is_empty() {
+                return refuse(format!(
+                    "source {:?}: id, title and publisher are required",
+                    s.id
+                ));
+            }
+            if !s.url.is_empty() && !s.url.starts_with("https://") {
+                return refuse(format!("source {}: url must be https", s.id));
+            }
+            let id = s.id.clone();
+            if sources.insert(id.clone(), s).is_some() {
+                return refuse(format!("source {id} is listed twice"));
+            }
+        }
+        let cited = |what: &str, id: &str| -> Result<(), ReferenceError> {
+            if sources.contains_key(id) {
+                Ok(())
+            } else {
+                refuse(format!("{what} cites source {id:?}, which is not listed"))
+            }
+        };
+        let fraction = |what: &str, v: f64| -> Result<(), ReferenceError> {
+            if (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                refuse(format!("{what} must be from 0 to 1, got {v}"))
+            }
+        };
+        let mut countries = BTreeMap::new();
+        for c in file.countries {
+            if !country_code(&c.code) {
+                return refuse(format!(
+                    "country {:?} is not an ISO 3166-1 alpha-2 code",
+                    c.code
+                ));
+            }
+            if !(0.0..=10.0).contains(&c.governance_score) {
+                return refuse(format!(
+                    "country {}: governance_score must be from 0 to 10, got {}",
+                    c.code, c.governance_score
+                ));
+            }
+            cited(&format!("country {}", c.code), &c.source)?;
+            let code = c.code.clone();
+            if countries.insert(code.clone(), c).is_some() {
+                return refuse(format!("country {code} is listed twice"));
+            }
+        }
+        let mix = |what: &str, shares: &[Share]| -> Result<(), ReferenceError> {
+            let mut seen = BTreeSet::new();
+            let mut sum = 0.0;
+            for s in shares {
+                if !countries.contains_key(&s.country) {
+                    return refuse(format!(
+                        "{what}: country {} has no governance score in [[countries]]",
+                        s.country
+                    ));
+                }
+                if !seen.insert(s.country.as_str()) {
+                    return refuse(format!("{what}: country {} is listed twice", s.country));
+                }
+                fraction(&format!("{what}: share of {}", s.country), s.share)?;
+                cited(&format!("{what}: share of {}", s.country), &s.source)?;
+                sum += s.share;
+            }
+            if (sum - 1.0).abs() > SHARE_SUM_TOLERANCE {
+                return refuse(format!("{what}: shares sum to {sum}, not 1"));
+            }
+            Ok(())
+        };
+        let key = |what: &str, m: &str, s: &str| -> Result<(Mineral, Stage), ReferenceError> {
+            match (mineral(m), stage(s)) {
+                (Some(m), Some(s)) => Ok((m, s)),
+                (None, _) => refuse(format!("{what}: unknown mineral {m:?}")),
+                (_, None) => refuse(format!("{what}: unknown stage {s:?}")),
+            }
+        };
+        let mut supply = BTreeMap::new();
+        for s in file.supply {
+            let what = format!("supply of {} at {}", s.mineral, s.stage);
+            let k = key(&what, &s.mineral, &s.stage)?;
+            fraction(&format!("{what}: substitution_index"), s.substitution_index)?;
+            fraction(
+                &format!("{what}: end_of_life_recycling_input_rate"),
+                s.end_of_life_recycling_input_rate,
+            )?;
+            cited(&what, &s.source)?;
+            mix(&what, &s.shares)?;
+            if supply.insert(k, s).is_some() {
+                return refuse(format!("{what} is listed twice"));
+            }
+        }
+        let mut sourcing = BTreeMap::new();
+        for s in file.sourcing {
+            let what = format!("sourcing of {} for {} at {}", s.member, s.mineral, s.stage);
+            let (m, st) = key(&what, &s.mineral, &s.stage)?;
+            if !supply.contains_key(&(m, st)) {
+                return refuse(format!(
+                    "{what}: no [[supply]] entry for that mineral and stage"
+                ));
+            }
+            fraction(&format!("{what}: import_reliance"), s.import_reliance)?;
+            cited(&what, &s.source)?;
+            mix(&what, &s.shares)?;
+            if sourcing.insert((s.member.clone(), m, st), s).is_some() {
+                return refuse(format!("{what} is listed twice"));
+            }
+        }
+        Ok(ReferenceData {
+            version: file.version,
+            published_at: file.published_at,
+            content_sha256: hex::encode(Sha256::digest(bytes)),
+            sources,
+            countries,
+            supply,
+            sourcing,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Test figures only (countries AA/BB/CC), not reference data.
+    const SAMPLE: &str = r#"
+version = "test.1"
+published_at = "2026-11-26T00:00:00Z"
+
+[[sources]]
+id = "s1"
+title = "A test source"
+publisher = "Nobody"
+
+[[countries]]
+code = "AA"
+governance_score = 6.0
+source = "s1"
+[[countries]]
+code = "BB"
+governance_score = 2.0
+source = "s1"
+
+[[supply]]
+mineral = "gallium"
+stage = "refining"
+substitution_index = 0.9
+end_of_life_recycling_input_rate = 0.1
+source = "s1"
+shares = [{ country = "AA", share = 0.9, source = "s1" }, { country = "BB", share = 0.1, source = "s1" }]
+
+[[sourcing]]
+member = "EU"
+mineral = "gallium"
+stage = "refining"
+import_reliance = 0.8
+source = "s1"
+estimate = true
+shares = [{ country = "AA", share = 0.5, source = "s1" }, { country = "BB", share = 0.5, source = "s1" }]
+"#;
+
+    #[test]
+    fn a_valid_file_is_read_with_its_digest() {
+        let r = ReferenceData::parse(SAMPLE.as_bytes()).unwrap();
+        assert_eq!(r.version, "test.1");
+        assert_eq!(r.content_sha256.len(), 64);
+        let s = &r.supply[&(Mineral::Gallium, Stage::Refining)];
+        assert_eq!(s.shares.len(), 2);
+        let eu = &r.sourcing[&("EU".to_owned(), Mineral::Gallium, Stage::Refining)];
+        assert!(eu.estimate);
+    }
+
+    #[test]
+    fn every_flaw_is_refused_by_name() {
+        for (from, to, says) in [
+            (
+                "source = \"s1\"\n[[countries]]",
+                "source = \"s9\"\n[[countries]]",
+                "not listed",
+            ),
+            ("share = 0.9", "share = 0.7", "sum to"),
+            (
+                "mineral = \"gallium\"\nstage = \"refining\"\nsubstitution",
+                "mineral = \"unobtainium\"\nstage = \"refining\"\nsubstitution",
+                "unknown mineral",
+            ),
+            (
+                "import_reliance = 0.8",
+                "import_reliance = 1.8",
+                "import_reliance must be from 0 to 1",
+            ),
+            (
+                "governance_score = 2.0",
+                "governance_score = 12.0",
+                "governance_score must be from 0 to 10",
+            ),
+            ("code = \"BB\"", "code = \"Bb\"", "ISO 3166-1"),
+            ("version = \"test.1\"", "version = \"\"", "version is empty"),
+            (
+                "publisher = \"Nobody\"",
+                "publisher = \"Nobody\"\ncolour = \"red\"",
+                "colour",
+            ),
+        ] {
+            assert!(SAMPLE.contains(from), "{from}");
+            let err = ReferenceData::parse(SAMPLE.replacen(from, to, 1).as_bytes()).unwrap_err();
+            assert!(err.to_string().contains(says), "{from:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn enum_names_are_the_protos() {
+        assert_eq!(mineral("light_rare_earths"), Some(Mineral::LightRareEarths));
+        assert_eq!(stage("MINING"), Some(Stage::Mining));
+        assert_eq!(mineral("unspecified"), None);
+    }
+}
