@@ -21,7 +21,9 @@ pub struct Supplier {
     pub share: f64,
     /// Scaled governance score, 0 (best) to 10 (worst).
     pub governance_score: f64,
-    /// 1 without export restrictions, up to 2 with.
+    /// The EU method's trade factor t: 1 by default, up to 2 for export
+    /// restrictions, 0.8 for a country with a trade agreement in force
+    /// (the published EU data gives EU member states 0.8).
     pub trade_restriction_factor: f64,
     /// A partnership member (or a state of a member bloc).
     pub partner: bool,
@@ -55,6 +57,11 @@ pub enum FormulaError {
     OutOfRange(String),
 }
 
+/// The lowest trade factor t (a trade agreement in force).
+pub const MIN_TRADE_FACTOR: f64 = 0.8;
+/// The highest trade factor t (the strictest export restriction).
+pub const MAX_TRADE_FACTOR: f64 = 2.0;
+
 /// Shares of a mix may sum to 1 within this much (published shares are rounded).
 pub const SHARE_SUM_TOLERANCE: f64 = 0.02;
 
@@ -80,9 +87,9 @@ pub fn concentration(mix: &[Supplier]) -> Result<Concentration, FormulaError> {
                 s.country, s.governance_score
             )));
         }
-        if !(1.0..=2.0).contains(&s.trade_restriction_factor) {
+        if !(MIN_TRADE_FACTOR..=MAX_TRADE_FACTOR).contains(&s.trade_restriction_factor) {
             return Err(FormulaError::OutOfRange(format!(
-                "trade-restriction factor of {} must be from 1 to 2, got {}",
+                "trade-restriction factor of {} must be from 0.8 to 2, got {}",
                 s.country, s.trade_restriction_factor
             )));
         }
@@ -247,6 +254,50 @@ mod tests {
         close(s.weighted_concentration, 3.6);
         close(s.supply_risk, 2.916);
         assert!(s.formula.ends_with("= 2.9160"), "{}", s.formula);
+    }
+
+    /// A concentration given as its published aggregate.
+    fn published(hhi_wgi: f64) -> Concentration {
+        Concentration {
+            terms: vec![],
+            hhi: 0.0,
+            hhi_wgi,
+        }
+    }
+
+    /// Recomputes published EU supply-risk figures from their published
+    /// inputs: European Commission, "Study on the review of the list of
+    /// Critical Raw Materials — Criticality Assessments" (2017), Table 3
+    /// (SR, IR, EoL-RIR; pp. 33–35) and Table 18 (SI_SR and the
+    /// (HHI_WGI-t) of global supply and EU sourcing; pp. 79–80). SR and
+    /// the concentrations are published rounded to one decimal, so the
+    /// recomputed score must be within 0.1 of the published one (tungsten
+    /// 1.817 for 1.8). (Sources and the full table:
+    /// services/risk/data/RESEARCH.md §2.3.)
+    #[test]
+    fn published_eu_figures_are_recomputed() {
+        // (material, GS, EU28, IR, EoL-RIR, SI_SR, published SR)
+        for (material, gs, eu, ir, eol, si, sr) in [
+            ("tungsten", 7.5, 1.9, 0.44, 0.42, 1.0, 1.8),
+            ("germanium", 2.9, 1.5, 0.64, 0.02, 1.0, 1.9),
+            ("natural graphite", 3.2, 2.9, 0.99, 0.03, 1.0, 2.9),
+        ] {
+            let s = supply_risk(
+                &published(gs),
+                &published(eu),
+                Factors {
+                    import_reliance: ir,
+                    end_of_life_recycling_input_rate: eol,
+                    substitution_index: si,
+                },
+            )
+            .unwrap();
+            assert!(
+                (s.supply_risk - sr).abs() < 0.1,
+                "{material}: published {sr}, {}",
+                s.formula
+            );
+        }
     }
 
     #[test]

@@ -15,26 +15,28 @@
 //! year = 2024
 //!
 //! [[countries]]                   # scaled governance, 0 (best) to 10 (worst)
-//! code = "CN"
-//! governance_score = 5.9
-//! source = "eu-crm-2023"
+//! code = "…"
+//! governance_score = …
+//! source = "…"                    # a listed source id
 //!
 //! [[supply]]                      # global supply of a mineral at a stage
-//! mineral = "gallium"
-//! stage = "refining"
-//! substitution_index = 0.9
-//! end_of_life_recycling_input_rate = 0.0
-//! source = "eu-crm-2023"
-//! shares = [{ country = "CN", share = 0.98, source = "usgs-mcs-2024" }, …]
+//! mineral = "gallium"             # the proto's Mineral names, lower case
+//! stage = "refining"              # the proto's Stage names, lower case
+//! substitution_index = …          # SI_SR, 0 to 1
+//! end_of_life_recycling_input_rate = …
+//! source = "…"
+//! shares = [{ country = "…", share = …, source = "…" }, …]
 //!
 //! [[sourcing]]                    # a member's own supply mix at a stage
 //! member = "EU"
 //! mineral = "gallium"
 //! stage = "refining"
-//! import_reliance = 0.98
-//! source = "eu-crm-2023"
+//! import_reliance = …
+//! source = "…"
 //! shares = […]
 //! ```
+//!
+//! (The shape only; figures and their sources: `services/risk/data/`.)
 //!
 //! Any figure may carry `estimate = true`: the file then says it is an
 //! estimate, and so does every answer built on it.
