@@ -81,3 +81,21 @@ async fn verify_keeps_its_state_by_default_and_catches_a_lost_tail() {
     );
     stack.stop().await;
 }
+
+/// A fresh dev stack reuses the log id `orex-gateway/dev` but signs with a
+/// new key: it is a new log, not the old one truncated, so its kept state
+/// is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_stack_with_the_same_log_id_keeps_its_own_state() {
+    let state = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let mut stack = Stack::spawn().await;
+        calls(&stack, 3).await;
+        stack.stop_gateway().await;
+        stack.start_gateway().await;
+        let run = verify(&stack, state.path(), &[]);
+        assert!(run.status.success(), "{run:?}");
+        stack.stop().await;
+    }
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 2);
+}

@@ -73,7 +73,7 @@ pub enum AuditCommand {
         /// Where to keep the newest checkpoint you verified: the next run
         /// checks the log still holds it (catches truncation, or a rewrite
         /// that also deleted checkpoints), then updates it. Default: one
-        /// file per log id under $OREX_STATE_DIR, else
+        /// file per log (id and signing key) under $OREX_STATE_DIR, else
         /// $XDG_STATE_HOME/orex/audit-verify, else
         /// ~/.local/state/orex/audit-verify.
         #[arg(long)]
@@ -230,7 +230,7 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             let state = match (no_state, state) {
                 (true, _) => None,
                 (false, Some(path)) => Some(path),
-                (false, None) => default_state_file(&client).await?,
+                (false, None) => default_state_file(&client, &public_key).await?,
             };
             let kept: Option<KeptCheckpoint> = match &state {
                 Some(path) if path.exists() => Some(
@@ -283,10 +283,15 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
 }
 
 /// The default file keeping the newest verified checkpoint of the log this
-/// gateway serves: one per log id (named from it, with a hash so distinct
-/// ids never share a file), in the state folder. `None` while the log has
-/// no checkpoint (there is nothing to keep yet).
-async fn default_state_file(client: &AuditClient) -> Result<Option<PathBuf>, CliError> {
+/// gateway serves: one per log, a log being its id and the key that signs
+/// it (named from the id, with a hash of both — a fresh dev stack reusing
+/// the id `orex-gateway/dev` has a new key, so it is a new log, not a
+/// truncated one), in the state folder. `None` while the log has no
+/// checkpoint (there is nothing to keep yet).
+async fn default_state_file(
+    client: &AuditClient,
+    public_key: &std::path::Path,
+) -> Result<Option<PathBuf>, CliError> {
     let latest = match client
         .clone()
         .get_latest_checkpoint(GetLatestCheckpointRequest {})
@@ -304,7 +309,8 @@ async fn default_state_file(client: &AuditClient) -> Result<Option<PathBuf>, Cli
             "no folder to keep the verified checkpoint in: set OREX_STATE_DIR (or HOME), or pass --state FILE or --no-state".into(),
         )
     })?;
-    Ok(Some(dir.join(state_file_name(&latest.log_id))))
+    let key = crate::error::read(public_key)?;
+    Ok(Some(dir.join(state_file_name(&latest.log_id, &key))))
 }
 
 /// `$OREX_STATE_DIR`, `$XDG_STATE_HOME/orex/audit-verify` or
@@ -320,8 +326,9 @@ fn state_dir() -> Option<PathBuf> {
         .or_else(|| var("HOME").map(|h| h.join(".local/state/orex/audit-verify")))
 }
 
-/// `orex-gateway_dev-1a2b3c4d.json` for log id `orex-gateway/dev`.
-fn state_file_name(log_id: &str) -> String {
+/// `orex-gateway_dev-1a2b3c4d5e6f7a8b.json` for log id `orex-gateway/dev`
+/// (the hash covers the id and the trusted key's file).
+fn state_file_name(log_id: &str, key: &[u8]) -> String {
     use sha2::Digest as _;
     let plain: String = log_id
         .chars()
@@ -334,7 +341,11 @@ fn state_file_name(log_id: &str) -> String {
             }
         })
         .collect();
-    let hash = hex::encode(&sha2::Sha256::digest(log_id.as_bytes())[..4]);
+    let mut h = sha2::Sha256::new();
+    h.update((log_id.len() as u64).to_be_bytes());
+    h.update(log_id.as_bytes());
+    h.update(key);
+    let hash = hex::encode(&h.finalize()[..8]);
     format!("{plain}-{hash}.json")
 }
 

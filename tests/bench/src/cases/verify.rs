@@ -129,6 +129,8 @@ pub(crate) async fn run(ctx: &Ctx) -> Outcome {
         .arg("verify")
         .arg("--public-key")
         .arg(layout.audit_keys().1)
+        // Every run is a new log: keep no state across runs.
+        .arg("--no-state")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
