@@ -16,8 +16,10 @@
 //!
 //! [[countries]]                   # scaled governance, 0 (best) to 10 (worst)
 //! code = "…"
+//! name = "…"
 //! governance_score = …
 //! source = "…"                    # a listed source id
+//! bloc = "EU"                     # optional: the bloc the state belongs to
 //!
 //! [[supply]]                      # global supply of a mineral at a stage
 //! mineral = "gallium"             # the proto's Mineral names, lower case
@@ -25,7 +27,10 @@
 //! substitution_index = …          # SI_SR, 0 to 1
 //! end_of_life_recycling_input_rate = …
 //! source = "…"
+//! world_tonnes_per_year = …       # optional; scenarios need it
+//! volume_source = "…"             # required with world_tonnes_per_year
 //! shares = [{ country = "…", share = …, source = "…" }, …]
+//!                                 # a share may carry trade_restriction_factor (t, 0.8–2)
 //!
 //! [[sourcing]]                    # a member's own supply mix at a stage
 //! member = "EU"
@@ -34,6 +39,21 @@
 //! import_reliance = …
 //! source = "…"
 //! shares = […]
+//!
+//! [[consumption]]                 # a member's consumption (scenarios, emergency allocation)
+//! member = "US"
+//! mineral = "gallium"
+//! tonnes_per_year = …
+//! source = "…"
+//!
+//! [[prices]]                      # one reference price per mineral
+//! mineral = "gallium"
+//! product_form = "…"
+//! usd_per_tonne = …
+//! dumping_margin = 0.2            # "more than 20% below" is dumping
+//! effective_from = "2025-01-31T00:00:00Z"
+//! basis = "…"
+//! source = "…"
 //! ```
 //!
 //! (The shape only; figures and their sources: `services/risk/data/`.)
@@ -47,7 +67,7 @@ use orex_proto::common::v1::{Mineral, Stage};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::formula::SHARE_SUM_TOLERANCE;
+use crate::formula::{MAX_TRADE_FACTOR, MIN_TRADE_FACTOR, SHARE_SUM_TOLERANCE};
 
 /// Why a reference data file was refused; the message names the entry.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -88,6 +108,14 @@ pub struct Source {
 pub struct Country {
     /// ISO 3166-1 alpha-2.
     pub code: String,
+    /// The country's name, for people.
+    #[serde(default)]
+    pub name: String,
+    /// The bloc the state belongs to (`EU`), a fact of the world: a state of
+    /// a bloc that is a partnership member counts as a partner even when the
+    /// policy does not list it as a member of its own.
+    #[serde(default)]
+    pub bloc: Option<String>,
     /// 0 (best) to 10 (worst).
     pub governance_score: f64,
     /// The source cited.
@@ -110,6 +138,14 @@ pub struct Share {
     /// An estimate rather than a published figure.
     #[serde(default)]
     pub estimate: bool,
+    /// The trade-restriction factor t the source gives this country (0.8
+    /// to 2; 1 when absent). Live export restrictions raise it further.
+    #[serde(default = "one")]
+    pub trade_restriction_factor: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// Global supply of a mineral at a stage, with its substitution and recycling.
@@ -129,6 +165,12 @@ pub struct Supply {
     /// An estimate rather than a published figure.
     #[serde(default)]
     pub estimate: bool,
+    /// World output at this stage, tonnes per year (scenarios need it).
+    #[serde(default)]
+    pub world_tonnes_per_year: Option<f64>,
+    /// The source of `world_tonnes_per_year`.
+    #[serde(default)]
+    pub volume_source: Option<String>,
     /// The producing countries.
     pub shares: Vec<Share>,
 }
@@ -154,6 +196,46 @@ pub struct Sourcing {
     pub shares: Vec<Share>,
 }
 
+/// A member's consumption of a mineral.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumption {
+    /// Member code.
+    pub member: String,
+    /// The mineral.
+    pub mineral: String,
+    /// Tonnes per year, positive.
+    pub tonnes_per_year: f64,
+    /// The source cited.
+    pub source: String,
+    /// An estimate rather than a published figure.
+    #[serde(default)]
+    pub estimate: bool,
+}
+
+/// The partnership reference price of a mineral.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    /// The mineral.
+    pub mineral: String,
+    /// Product form and trade terms.
+    pub product_form: String,
+    /// US dollars per tonne, positive.
+    pub usd_per_tonne: f64,
+    /// Fraction below the price that counts as dumping, in (0, 1).
+    pub dumping_margin: f64,
+    /// When the price took effect (RFC 3339).
+    pub effective_from: String,
+    /// How the price is set.
+    pub basis: String,
+    /// The source cited.
+    pub source: String,
+    /// An estimate rather than a published figure.
+    #[serde(default)]
+    pub estimate: bool,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -166,6 +248,10 @@ struct File {
     supply: Vec<Supply>,
     #[serde(default)]
     sourcing: Vec<Sourcing>,
+    #[serde(default)]
+    consumption: Vec<Consumption>,
+    #[serde(default)]
+    prices: Vec<Price>,
 }
 
 /// A validated reference data set.
@@ -185,6 +271,10 @@ pub struct ReferenceData {
     pub supply: BTreeMap<(Mineral, Stage), Supply>,
     /// Member sourcing by (member, mineral, stage).
     pub sourcing: BTreeMap<(String, Mineral, Stage), Sourcing>,
+    /// Member consumption by (member, mineral).
+    pub consumption: BTreeMap<(String, Mineral), Consumption>,
+    /// Reference prices by mineral.
+    pub prices: BTreeMap<Mineral, Price>,
 }
 
 /// The proto enum value named `name` (`gallium` → `MINERAL_GALLIUM`).
@@ -203,6 +293,25 @@ fn country_code(code: &str) -> bool {
     code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase())
 }
 
+/// A member code as the policy writes them: 2 to 8 capital letters.
+fn member_code(code: &str) -> bool {
+    (2..=8).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+fn positive(what: &str, v: f64) -> Result<(), ReferenceError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        refuse(format!("{what} must be a positive number, got {v}"))
+    }
+}
+
+/// An RFC 3339 instant.
+fn instant(what: &str, text: &str) -> Result<prost_types::Timestamp, ReferenceError> {
+    text.parse()
+        .map_err(|_| ReferenceError(format!("{what}: {text:?} is not an RFC 3339 instant")))
+}
+
 impl ReferenceData {
     /// Parses and validates the bytes of a reference data file.
     pub fn parse(bytes: &[u8]) -> Result<ReferenceData, ReferenceError> {
@@ -212,6 +321,7 @@ impl ReferenceData {
         if file.version.trim().is_empty() {
             return refuse("version is empty");
         }
+        instant("published_at", &file.published_at)?;
         let mut sources = BTreeMap::new();
         for s in file.sources {
             if s.id.is_empty() || s.title.is_empty() || s.publisher.is_empty() {
@@ -257,6 +367,11 @@ impl ReferenceData {
                 ));
             }
             cited(&format!("country {}", c.code), &c.source)?;
+            if let Some(bloc) = &c.bloc
+                && !member_code(bloc)
+            {
+                return refuse(format!("country {}: bloc {bloc:?} is not a member code", c.code));
+            }
             let code = c.code.clone();
             if countries.insert(code.clone(), c).is_some() {
                 return refuse(format!("country {code} is listed twice"));
@@ -276,6 +391,12 @@ impl ReferenceData {
                     return refuse(format!("{what}: country {} is listed twice", s.country));
                 }
                 fraction(&format!("{what}: share of {}", s.country), s.share)?;
+                if !(MIN_TRADE_FACTOR..=MAX_TRADE_FACTOR).contains(&s.trade_restriction_factor) {
+                    return refuse(format!(
+                        "{what}: trade_restriction_factor of {} must be from {MIN_TRADE_FACTOR} to {MAX_TRADE_FACTOR}, got {}",
+                        s.country, s.trade_restriction_factor
+                    ));
+                }
                 cited(&format!("{what}: share of {}", s.country), &s.source)?;
                 sum += s.share;
             }
@@ -301,6 +422,18 @@ impl ReferenceData {
                 s.end_of_life_recycling_input_rate,
             )?;
             cited(&what, &s.source)?;
+            match (s.world_tonnes_per_year, &s.volume_source) {
+                (None, None) => {}
+                (Some(t), Some(source)) => {
+                    positive(&format!("{what}: world_tonnes_per_year"), t)?;
+                    cited(&format!("{what}: world_tonnes_per_year"), source)?;
+                }
+                _ => {
+                    return refuse(format!(
+                        "{what}: world_tonnes_per_year and volume_source go together"
+                    ));
+                }
+            }
             mix(&what, &s.shares)?;
             if supply.insert(k, s).is_some() {
                 return refuse(format!("{what} is listed twice"));
@@ -309,6 +442,9 @@ impl ReferenceData {
         let mut sourcing = BTreeMap::new();
         for s in file.sourcing {
             let what = format!("sourcing of {} for {} at {}", s.member, s.mineral, s.stage);
+            if !member_code(&s.member) {
+                return refuse(format!("{what}: member {:?} is not a member code", s.member));
+            }
             let (m, st) = key(&what, &s.mineral, &s.stage)?;
             if !supply.contains_key(&(m, st)) {
                 return refuse(format!(
@@ -322,6 +458,43 @@ impl ReferenceData {
                 return refuse(format!("{what} is listed twice"));
             }
         }
+        let mut consumption = BTreeMap::new();
+        for c in file.consumption {
+            let what = format!("consumption of {} by {}", c.mineral, c.member);
+            if !member_code(&c.member) {
+                return refuse(format!("{what}: member {:?} is not a member code", c.member));
+            }
+            let Some(m) = mineral(&c.mineral) else {
+                return refuse(format!("{what}: unknown mineral {:?}", c.mineral));
+            };
+            positive(&format!("{what}: tonnes_per_year"), c.tonnes_per_year)?;
+            cited(&what, &c.source)?;
+            if consumption.insert((c.member.clone(), m), c).is_some() {
+                return refuse(format!("{what} is listed twice"));
+            }
+        }
+        let mut prices = BTreeMap::new();
+        for p in file.prices {
+            let what = format!("price of {}", p.mineral);
+            let Some(m) = mineral(&p.mineral) else {
+                return refuse(format!("{what}: unknown mineral {:?}", p.mineral));
+            };
+            positive(&format!("{what}: usd_per_tonne"), p.usd_per_tonne)?;
+            if !(p.dumping_margin > 0.0 && p.dumping_margin < 1.0) {
+                return refuse(format!(
+                    "{what}: dumping_margin must be above 0 and below 1, got {}",
+                    p.dumping_margin
+                ));
+            }
+            instant(&format!("{what}: effective_from"), &p.effective_from)?;
+            if p.product_form.trim().is_empty() || p.basis.trim().is_empty() {
+                return refuse(format!("{what}: product_form and basis are required"));
+            }
+            cited(&what, &p.source)?;
+            if prices.insert(m, p).is_some() {
+                return refuse(format!("{what} is listed twice"));
+            }
+        }
         Ok(ReferenceData {
             version: file.version,
             published_at: file.published_at,
@@ -330,6 +503,8 @@ impl ReferenceData {
             countries,
             supply,
             sourcing,
+            consumption,
+            prices,
         })
     }
 }
@@ -372,7 +547,22 @@ stage = "refining"
 import_reliance = 0.8
 source = "s1"
 estimate = true
-shares = [{ country = "AA", share = 0.5, source = "s1" }, { country = "BB", share = 0.5, source = "s1" }]
+shares = [{ country = "AA", share = 0.5, source = "s1" }, { country = "BB", share = 0.5, source = "s1", trade_restriction_factor = 0.8 }]
+
+[[consumption]]
+member = "EU"
+mineral = "gallium"
+tonnes_per_year = 40.0
+source = "s1"
+
+[[prices]]
+mineral = "gallium"
+product_form = "Gallium metal"
+usd_per_tonne = 500000.0
+dumping_margin = 0.2
+effective_from = "2025-01-31T00:00:00Z"
+basis = "a test price"
+source = "s1"
 "#;
 
     #[test]
@@ -384,6 +574,10 @@ shares = [{ country = "AA", share = 0.5, source = "s1" }, { country = "BB", shar
         assert_eq!(s.shares.len(), 2);
         let eu = &r.sourcing[&("EU".to_owned(), Mineral::Gallium, Stage::Refining)];
         assert!(eu.estimate);
+        assert_eq!(eu.shares[0].trade_restriction_factor, 1.0, "t defaults to 1");
+        assert_eq!(eu.shares[1].trade_restriction_factor, 0.8);
+        assert_eq!(r.consumption[&("EU".to_owned(), Mineral::Gallium)].tonnes_per_year, 40.0);
+        assert_eq!(r.prices[&Mineral::Gallium].dumping_margin, 0.2);
     }
 
     #[test]
@@ -412,6 +606,28 @@ shares = [{ country = "AA", share = 0.5, source = "s1" }, { country = "BB", shar
             ),
             ("code = \"BB\"", "code = \"Bb\"", "ISO 3166-1"),
             ("version = \"test.1\"", "version = \"\"", "version is empty"),
+            (
+                "published_at = \"2026-11-26T00:00:00Z\"",
+                "published_at = \"yesterday\"",
+                "RFC 3339",
+            ),
+            (
+                "trade_restriction_factor = 0.8",
+                "trade_restriction_factor = 2.5",
+                "trade_restriction_factor of BB",
+            ),
+            ("tonnes_per_year = 40.0", "tonnes_per_year = -1.0", "positive"),
+            ("dumping_margin = 0.2", "dumping_margin = 1.0", "dumping_margin"),
+            (
+                "usd_per_tonne = 500000.0",
+                "usd_per_tonne = nan",
+                "usd_per_tonne must be a positive",
+            ),
+            (
+                "substitution_index = 0.9",
+                "substitution_index = 0.9\nworld_tonnes_per_year = 10.0",
+                "go together",
+            ),
             (
                 "publisher = \"Nobody\"",
                 "publisher = \"Nobody\"\ncolour = \"red\"",
