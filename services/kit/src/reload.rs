@@ -123,3 +123,94 @@ impl WatchedFile {
         }
     }
 }
+
+/// How a [`LiveFile`] turns bytes into its value.
+type Parse<T> = dyn Fn(&[u8]) -> Result<T, KitError> + Send + Sync;
+
+/// A file parsed into a `T` that callers share and that is replaced whole
+/// when the file changes (or on SIGHUP): the policy, the reference data.
+/// A new content that does not parse is refused with its reason, and the
+/// value in force stays — so every service that watches a file does it the
+/// same way.
+pub struct LiveFile<T> {
+    file: std::sync::Arc<WatchedFile>,
+    value: std::sync::Arc<arc_swap::ArcSwap<T>>,
+    parse: std::sync::Arc<Parse<T>>,
+}
+
+impl<T> Clone for LiveFile<T> {
+    fn clone(&self) -> Self {
+        Self {
+            file: self.file.clone(),
+            value: self.value.clone(),
+            parse: self.parse.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for LiveFile<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveFile")
+            .field("path", &self.file.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + Sync + 'static> LiveFile<T> {
+    /// Reads and parses `path` now; `what` names the setting in errors
+    /// (`policy`, `reference_data`).
+    pub fn load(
+        what: &str,
+        path: PathBuf,
+        parse: impl Fn(&[u8]) -> Result<T, KitError> + Send + Sync + 'static,
+    ) -> Result<Self, KitError> {
+        let bytes = std::fs::read(&path)
+            .map_err(|e| KitError::Config(format!("{what} {}: {e}", path.display())))?;
+        let value = parse(&bytes)
+            .map_err(|e| KitError::Config(format!("{what} {}: {e}", path.display())))?;
+        Ok(Self {
+            file: std::sync::Arc::new(WatchedFile::new(path, &bytes)),
+            value: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(value)),
+            parse: std::sync::Arc::new(parse),
+        })
+    }
+
+    /// The shared value; `load()` on it gives the one in force.
+    pub fn shared(&self) -> std::sync::Arc<arc_swap::ArcSwap<T>> {
+        self.value.clone()
+    }
+
+    /// Reads the file now and applies it, or says why not (the value in
+    /// force then stays).
+    pub fn reload(&self) -> Result<(), KitError> {
+        self.file.reload(|bytes| self.install(bytes))
+    }
+
+    fn install(&self, bytes: &[u8]) -> Result<(), KitError> {
+        self.value.store(std::sync::Arc::new((self.parse)(bytes)?));
+        Ok(())
+    }
+
+    /// Watches the file until `shutdown`, applying each change.
+    pub fn watch(&self, hangups: HangupSignal, shutdown: &Shutdown) {
+        let me = self.clone();
+        let until = shutdown.clone();
+        shutdown.spawn(async move {
+            me.file
+                .watch(hangups, until, |bytes| me.install(bytes))
+                .await;
+        });
+    }
+}
+
+impl LiveFile<orex_membership::Partnership> {
+    /// The partnership policy file: members, blocs and suspensions apply
+    /// without a restart.
+    pub fn policy(path: PathBuf) -> Result<Self, KitError> {
+        let base = path.clone();
+        Self::load("policy", path, move |bytes| {
+            orex_membership::Partnership::from_bytes(&base, bytes)
+                .map_err(|e| KitError::Config(e.to_string()))
+        })
+    }
+}

@@ -29,6 +29,41 @@ pub struct RiskConfig {
     /// The sled store's memory (`cache_mib`).
     #[serde(default)]
     pub store: orex_kit::store::StoreConfig,
+    /// Thresholds of the assessment.
+    #[serde(default)]
+    pub assessment: AssessmentConfig,
+}
+
+/// `[assessment]`: when a score or a dependence counts as high.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AssessmentConfig {
+    /// SR at or above this is high supply risk (1.0, the EU method's line).
+    pub threshold: f64,
+    /// Share of one supplier outside the partnership above which a member's
+    /// dependence is flagged (0.65, the EU Critical Raw Materials Act
+    /// benchmark).
+    pub dependence_ceiling: f64,
+}
+
+impl Default for AssessmentConfig {
+    fn default() -> Self {
+        let d = crate::assess::Settings::default();
+        Self {
+            threshold: d.threshold,
+            dependence_ceiling: d.dependence_ceiling,
+        }
+    }
+}
+
+impl AssessmentConfig {
+    /// The settings the assessor takes.
+    pub fn settings(&self) -> crate::assess::Settings {
+        crate::assess::Settings {
+            threshold: self.threshold,
+            dependence_ceiling: self.dependence_ceiling,
+        }
+    }
 }
 
 fn default_allowed() -> Vec<String> {
@@ -46,6 +81,18 @@ impl RiskConfig {
         c.reference_data = orex_kit::config::resolve(base, &c.reference_data);
         c.tls = c.tls.resolved(base);
         c.store.validate("store")?;
+        if !(c.assessment.threshold.is_finite() && c.assessment.threshold > 0.0) {
+            return Err(orex_kit::KitError::Config(format!(
+                "assessment.threshold must be a positive number, got {}",
+                c.assessment.threshold
+            )));
+        }
+        if !(c.assessment.dependence_ceiling > 0.0 && c.assessment.dependence_ceiling <= 1.0) {
+            return Err(orex_kit::KitError::Config(format!(
+                "assessment.dependence_ceiling must be above 0 and at most 1, got {}",
+                c.assessment.dependence_ceiling
+            )));
+        }
         if c.allowed_workloads.is_empty() {
             return Err(orex_kit::KitError::Config(
                 "allowed_workloads: at least one workload must be allowed".into(),

@@ -18,14 +18,19 @@
 //! and `orex up`, live disruptions from the sharing stream, scenarios and
 //! alerts.
 
+pub mod assess;
 pub mod config;
+pub mod error;
 pub mod formula;
 pub mod reference;
+pub mod scenario;
 pub mod service;
 
 use std::sync::Arc;
 
 use orex_kit::forwarded::{WorkloadGuard, with_principal};
+use orex_kit::page_token::PageTokens;
+use orex_kit::reload::LiveFile;
 use orex_kit::server::Callers;
 use orex_kit::store::Store;
 use orex_kit::{KitError, Shutdown};
@@ -46,12 +51,18 @@ pub const SERVICE_NAME: &str = "orex.risk.v1.RiskService";
 #[derive(Debug)]
 pub struct Prepared {
     config: RiskConfig,
-    reference: service::SharedReference,
-    reference_file: Arc<orex_kit::reload::WatchedFile>,
-    hangups: orex_kit::reload::HangupSignal,
+    policy: LiveFile<Partnership>,
+    reference: ReferenceReloader,
+    hangups: [orex_kit::reload::HangupSignal; 2],
     tls: ServerTlsConfig,
     store: Store,
+    tokens: Arc<PageTokens>,
 }
+
+/// The reference data file, reloaded when it changes (or on demand with
+/// `reload()`): a file that does not validate is refused with the reason,
+/// and the version in force stays.
+pub type ReferenceReloader = LiveFile<service::Loaded>;
 
 /// Reads and validates the reference data file's bytes.
 fn load_reference(bytes: &[u8]) -> Result<service::Loaded, KitError> {
@@ -65,88 +76,57 @@ fn load_reference(bytes: &[u8]) -> Result<service::Loaded, KitError> {
 /// Loads the policy and the reference data, checks the TLS files and opens
 /// the store. Must run inside a Tokio runtime (the store starts its flusher).
 pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
-    Partnership::load(&config.policy).map_err(|e| KitError::Config(e.to_string()))?;
-    let bytes = std::fs::read(&config.reference_data).map_err(|e| {
-        KitError::Config(format!(
-            "reference_data {}: {e}",
-            config.reference_data.display()
-        ))
-    })?;
-    let loaded = load_reference(&bytes).map_err(|e| {
-        KitError::Config(format!(
-            "reference_data {}: {e}",
-            config.reference_data.display()
-        ))
-    })?;
-    let reference = Arc::new(arc_swap::ArcSwap::from_pointee(loaded));
-    let reference_file = Arc::new(orex_kit::reload::WatchedFile::new(
+    let policy = LiveFile::policy(config.policy.clone())?;
+    let reference = LiveFile::load(
+        "reference_data",
         config.reference_data.clone(),
-        &bytes,
-    ));
-    let hangups = orex_kit::reload::HangupSignal::register()?;
+        load_reference,
+    )?;
+    let hangups = [
+        orex_kit::reload::HangupSignal::register()?,
+        orex_kit::reload::HangupSignal::register()?,
+    ];
     let tls = config.tls.load()?.server();
     let store = Store::open(&config.data_dir, &config.store)
         .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
+    let tokens =
+        Arc::new(PageTokens::open_or_create(&store).map_err(|e| {
+            KitError::Config(format!("data_dir {}: {e}", config.data_dir.display()))
+        })?);
     Ok(Prepared {
         config,
+        policy,
         reference,
-        reference_file,
         hangups,
         tls,
         store,
+        tokens,
     })
-}
-
-/// Applies the reference data file now (what the watcher does when the file
-/// changes or on SIGHUP): a file that does not validate is refused with the
-/// reason, and the version in force stays.
-#[derive(Debug, Clone)]
-pub struct ReferenceReloader {
-    file: Arc<orex_kit::reload::WatchedFile>,
-    reference: service::SharedReference,
-}
-
-impl ReferenceReloader {
-    /// Reads the file and applies it, or says why not.
-    pub fn reload(&self) -> Result<(), KitError> {
-        self.file.reload(|bytes| {
-            self.reference.store(Arc::new(load_reference(bytes)?));
-            Ok(())
-        })
-    }
 }
 
 impl Prepared {
     /// The reference data in force (tests and `orex up` read it).
     pub fn reference(&self) -> service::SharedReference {
-        self.reference.clone()
+        self.reference.shared()
     }
 
     /// A handle that reloads the reference data file on demand.
     pub fn reloader(&self) -> ReferenceReloader {
-        ReferenceReloader {
-            file: self.reference_file.clone(),
-            reference: self.reference.clone(),
-        }
+        self.reference.clone()
     }
 
     /// Serves on `listener` until `shutdown` fires, then flushes the store.
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
-        let reference = self.reference.clone();
-        let file = self.reference_file;
-        let hangups = self.hangups;
-        let watch_shutdown = shutdown.clone();
-        shutdown.spawn(async move {
-            file.watch(hangups, watch_shutdown, |bytes| {
-                reference.store(Arc::new(load_reference(bytes)?));
-                Ok(())
-            })
-            .await
-        });
-        let svc = RiskServiceServer::with_interceptor(
-            service::Risk::new(self.reference.clone()),
-            with_principal,
+        let [policy_hangups, reference_hangups] = self.hangups;
+        self.policy.watch(policy_hangups, &shutdown);
+        self.reference.watch(reference_hangups, &shutdown);
+        let risk = service::Risk::new(
+            self.reference.shared(),
+            self.policy.shared(),
+            self.config.assessment.settings(),
+            self.tokens,
         );
+        let svc = RiskServiceServer::with_interceptor(risk, with_principal);
         let callers = Callers::Workloads(WorkloadGuard::new(self.config.allowed_workloads.clone()));
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "risk service listening");
         let result = orex_kit::server::serve(

@@ -370,7 +370,10 @@ impl ReferenceData {
             if let Some(bloc) = &c.bloc
                 && !member_code(bloc)
             {
-                return refuse(format!("country {}: bloc {bloc:?} is not a member code", c.code));
+                return refuse(format!(
+                    "country {}: bloc {bloc:?} is not a member code",
+                    c.code
+                ));
             }
             let code = c.code.clone();
             if countries.insert(code.clone(), c).is_some() {
@@ -443,7 +446,10 @@ impl ReferenceData {
         for s in file.sourcing {
             let what = format!("sourcing of {} for {} at {}", s.member, s.mineral, s.stage);
             if !member_code(&s.member) {
-                return refuse(format!("{what}: member {:?} is not a member code", s.member));
+                return refuse(format!(
+                    "{what}: member {:?} is not a member code",
+                    s.member
+                ));
             }
             let (m, st) = key(&what, &s.mineral, &s.stage)?;
             if !supply.contains_key(&(m, st)) {
@@ -462,7 +468,10 @@ impl ReferenceData {
         for c in file.consumption {
             let what = format!("consumption of {} by {}", c.mineral, c.member);
             if !member_code(&c.member) {
-                return refuse(format!("{what}: member {:?} is not a member code", c.member));
+                return refuse(format!(
+                    "{what}: member {:?} is not a member code",
+                    c.member
+                ));
             }
             let Some(m) = mineral(&c.mineral) else {
                 return refuse(format!("{what}: unknown mineral {:?}", c.mineral));
@@ -574,9 +583,15 @@ source = "s1"
         assert_eq!(s.shares.len(), 2);
         let eu = &r.sourcing[&("EU".to_owned(), Mineral::Gallium, Stage::Refining)];
         assert!(eu.estimate);
-        assert_eq!(eu.shares[0].trade_restriction_factor, 1.0, "t defaults to 1");
+        assert_eq!(
+            eu.shares[0].trade_restriction_factor, 1.0,
+            "t defaults to 1"
+        );
         assert_eq!(eu.shares[1].trade_restriction_factor, 0.8);
-        assert_eq!(r.consumption[&("EU".to_owned(), Mineral::Gallium)].tonnes_per_year, 40.0);
+        assert_eq!(
+            r.consumption[&("EU".to_owned(), Mineral::Gallium)].tonnes_per_year,
+            40.0
+        );
         assert_eq!(r.prices[&Mineral::Gallium].dumping_margin, 0.2);
     }
 
@@ -616,8 +631,16 @@ source = "s1"
                 "trade_restriction_factor = 2.5",
                 "trade_restriction_factor of BB",
             ),
-            ("tonnes_per_year = 40.0", "tonnes_per_year = -1.0", "positive"),
-            ("dumping_margin = 0.2", "dumping_margin = 1.0", "dumping_margin"),
+            (
+                "tonnes_per_year = 40.0",
+                "tonnes_per_year = -1.0",
+                "positive",
+            ),
+            (
+                "dumping_margin = 0.2",
+                "dumping_margin = 1.0",
+                "dumping_margin",
+            ),
             (
                 "usd_per_tonne = 500000.0",
                 "usd_per_tonne = nan",

@@ -1,19 +1,25 @@
-//! The gRPC handlers of `orex.risk.v1.RiskService`. Built so far:
-//! `GetReferenceDataVersion`. The other methods answer UNIMPLEMENTED with
-//! the reason `METHOD_NOT_SERVED` until their slice lands.
+//! The gRPC handlers of `orex.risk.v1.RiskService`: each checks the role,
+//! validates the request (INVALID_ARGUMENT naming the field) and computes
+//! from the reference data and the policy in force. `SubscribeRiskAlerts`
+//! answers UNIMPLEMENTED `METHOD_NOT_SERVED` until the live slice lands.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use orex_kit::forwarded::principal_of;
+use orex_kit::page_token::PageTokens;
 use orex_kit::status::{self, Reason};
-use orex_membership::Role;
+use orex_membership::{Partnership, Principal, Role};
+use orex_proto::common::v1::{Mineral, Stage};
 use orex_proto::risk::v1::risk_service_server::RiskService;
 use orex_proto::risk::v1::*;
 use prost_types::Timestamp;
 use tonic::{Code, Request, Response, Status};
 
+use crate::assess::{AssessError, Assessor, Settings};
+use crate::error::RiskError;
 use crate::reference::ReferenceData;
+use crate::scenario;
 
 /// Reference data in force, with when it was loaded.
 #[derive(Debug)]
@@ -27,39 +33,137 @@ pub struct Loaded {
 /// The reference data in force; replaced whole when the file changes.
 pub type SharedReference = Arc<ArcSwap<Loaded>>;
 
+/// The partnership policy in force; replaced whole when the file changes.
+pub type SharedPartnership = Arc<ArcSwap<Partnership>>;
+
 /// The risk service's state, shared by every call.
 #[derive(Debug, Clone)]
 pub struct Risk {
     reference: SharedReference,
+    partnership: SharedPartnership,
+    settings: Settings,
+    tokens: Arc<PageTokens>,
 }
 
+/// Largest page of `ListSupplyRisks`.
+const MAX_PAGE_SIZE: u32 = 500;
+/// Page size when the request gives none.
+const DEFAULT_PAGE_SIZE: u32 = 50;
+
 impl Risk {
-    /// A service computing with `reference`.
-    pub fn new(reference: SharedReference) -> Self {
-        Self { reference }
+    /// A service computing with `reference` for the members of `partnership`.
+    pub fn new(
+        reference: SharedReference,
+        partnership: SharedPartnership,
+        settings: Settings,
+        tokens: Arc<PageTokens>,
+    ) -> Self {
+        Self {
+            reference,
+            partnership,
+            settings,
+            tokens,
+        }
     }
 
     /// The caller's principal, which must hold the analyst role.
-    fn analyst<T>(req: &Request<T>) -> Result<(), Status> {
+    fn analyst<T>(req: &Request<T>) -> Result<Principal, Status> {
         let who = principal_of(req)?;
         if who.has_role(Role::Analyst) {
-            Ok(())
+            Ok(who)
         } else {
-            Err(status::error(
-                Code::PermissionDenied,
-                Reason::RoleMissing,
-                "this call needs the analyst role",
-            ))
+            Err(RiskError::RoleMissing("analyst").into())
         }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from(std::time::SystemTime::now())
+    }
+
+    /// An assessor over what is in force now, with the live disruptions.
+    fn with_assessor<R>(
+        &self,
+        partnership: &Partnership,
+        f: impl FnOnce(&Assessor<'_>) -> Result<R, RiskError>,
+    ) -> Result<R, RiskError> {
+        let reference = self.reference.load();
+        let disruptions = Vec::new();
+        let a = Assessor {
+            data: &reference.data,
+            partnership,
+            disruptions: &disruptions,
+            settings: self.settings,
+            now: Self::now(),
+        };
+        f(&a)
     }
 }
 
-fn not_yet() -> Status {
-    status::error(
-        Code::Unimplemented,
-        Reason::MethodNotServed,
-        "this method of the risk service is not built yet",
+/// A required mineral field.
+fn mineral_field(field: &str, value: i32) -> Result<Mineral, RiskError> {
+    match Mineral::try_from(value) {
+        Ok(Mineral::Unspecified) => Err(RiskError::invalid(field, "is required")),
+        Ok(m) => Ok(m),
+        Err(_) => Err(RiskError::invalid(
+            field,
+            format!("{value} is not a mineral this service knows"),
+        )),
+    }
+}
+
+/// A stage field; `None` for STAGE_UNSPECIFIED.
+fn stage_field(field: &str, value: i32) -> Result<Option<Stage>, RiskError> {
+    match Stage::try_from(value) {
+        Ok(Stage::Unspecified) => Ok(None),
+        Ok(s) => Ok(Some(s)),
+        Err(_) => Err(RiskError::invalid(
+            field,
+            format!("{value} is not a stage this service knows"),
+        )),
+    }
+}
+
+/// A member code that must name a configured member.
+fn member_field(p: &Partnership, field: &str, code: &str) -> Result<String, RiskError> {
+    if p.member(code).is_some() {
+        Ok(code.to_owned())
+    } else {
+        Err(RiskError::invalid(
+            field,
+            format!("{code:?} is not a member of the partnership"),
+        ))
+    }
+}
+
+type OrderKey = (std::cmp::Reverse<u64>, i32, i32, String);
+
+/// The key a list is ordered by: highest score first, then mineral, stage
+/// and member, so equal scores keep a stable order across pages.
+fn order_key(s: &SupplyRisk) -> OrderKey {
+    // Non-negative finite f64s order like their bit patterns.
+    (
+        std::cmp::Reverse(s.supply_risk.to_bits()),
+        s.mineral,
+        s.stage,
+        s.member.clone(),
     )
+}
+
+fn encode_cursor(s: &SupplyRisk) -> Vec<u8> {
+    let mut c = Vec::with_capacity(16 + s.member.len());
+    c.extend_from_slice(&s.supply_risk.to_bits().to_be_bytes());
+    c.extend_from_slice(&s.mineral.to_be_bytes());
+    c.extend_from_slice(&s.stage.to_be_bytes());
+    c.extend_from_slice(s.member.as_bytes());
+    c
+}
+
+fn decode_cursor(c: &[u8]) -> Option<OrderKey> {
+    let bits = u64::from_be_bytes(c.get(0..8)?.try_into().ok()?);
+    let mineral = i32::from_be_bytes(c.get(8..12)?.try_into().ok()?);
+    let stage = i32::from_be_bytes(c.get(12..16)?.try_into().ok()?);
+    let member = String::from_utf8(c.get(16..)?.to_vec()).ok()?;
+    Some((std::cmp::Reverse(bits), mineral, stage, member))
 }
 
 /// The data set's identity and sources, as the contract describes them.
@@ -86,30 +190,267 @@ pub fn version_of(loaded: &Loaded) -> ReferenceDataVersion {
     }
 }
 
+impl Risk {
+    fn get_supply_risk_now(
+        &self,
+        who: &Principal,
+        r: &GetSupplyRiskRequest,
+    ) -> Result<SupplyRisk, RiskError> {
+        let mineral = mineral_field("mineral", r.mineral)?;
+        let stage = stage_field("stage", r.stage)?;
+        let partnership = self.partnership.load();
+        let member = if r.member.is_empty() {
+            who.member.clone()
+        } else {
+            member_field(&partnership, "member", &r.member)?
+        };
+        self.with_assessor(&partnership, |a| {
+            Ok(match stage {
+                Some(stage) => a.assess(&member, mineral, stage)?,
+                None => a.bottleneck(&member, mineral)?,
+            })
+        })
+    }
+
+    fn list_supply_risks_now(
+        &self,
+        who: &Principal,
+        r: &ListSupplyRisksRequest,
+    ) -> Result<ListSupplyRisksResponse, RiskError> {
+        let f = r.filter.clone().unwrap_or_default();
+        let minerals = f
+            .minerals
+            .iter()
+            .enumerate()
+            .map(|(i, m)| mineral_field(&format!("filter.minerals[{i}]"), *m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let stages = f
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                stage_field(&format!("filter.stages[{i}]"), *s)?.ok_or_else(|| {
+                    RiskError::invalid(format!("filter.stages[{i}]"), "is unspecified")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let partnership = self.partnership.load();
+        let members = if f.members.is_empty() {
+            vec![who.member.clone()]
+        } else {
+            f.members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| member_field(&partnership, &format!("filter.members[{i}]"), m))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        if !(f.min_supply_risk.is_finite() && f.min_supply_risk >= 0.0) {
+            return Err(RiskError::invalid(
+                "filter.min_supply_risk",
+                "must be a finite number, 0 or more",
+            ));
+        }
+        let page_size = match r.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n <= MAX_PAGE_SIZE => n,
+            n => {
+                return Err(RiskError::invalid(
+                    "page_size",
+                    format!(
+                        "must be from 1 to {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}), got {n}"
+                    ),
+                ));
+            }
+        };
+        // Tokens are bound to the caller and the filter.
+        let context = orex_kit::page_token::context(&[
+            who.member.as_bytes(),
+            who.subject.as_bytes(),
+            &prost::Message::encode_to_vec(&f),
+        ]);
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            let cursor = self.tokens.open(&context, &r.page_token).ok_or_else(|| {
+                RiskError::invalid(
+                    "page_token",
+                    "is not a token this service issued to you for this filter",
+                )
+            })?;
+            Some(
+                decode_cursor(&cursor)
+                    .ok_or_else(|| RiskError::invalid("page_token", "is damaged"))?,
+            )
+        };
+        let mut scores = self.with_assessor(&partnership, |a| {
+            let mut scores = Vec::new();
+            for &(mineral, stage) in a.data.supply.keys() {
+                if (!minerals.is_empty() && !minerals.contains(&mineral))
+                    || (!stages.is_empty() && !stages.contains(&stage))
+                {
+                    continue;
+                }
+                for member in &members {
+                    match a.assess(member, mineral, stage) {
+                        Ok(s) => scores.push(s),
+                        Err(AssessError::NotFound(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            Ok(scores)
+        })?;
+        scores.retain(|s| {
+            s.supply_risk >= f.min_supply_risk && (!f.above_threshold_only || s.above_threshold)
+        });
+        scores.sort_by_key(order_key);
+        // Scores are computed afresh for each page: one that moves across
+        // the cursor between pages can show twice or not at all.
+        if let Some(after) = &after {
+            scores.retain(|s| order_key(s) > *after);
+        }
+        let more = scores.len() > page_size as usize;
+        scores.truncate(page_size as usize);
+        let next_page_token = match (more, scores.last()) {
+            (true, Some(last)) => self.tokens.seal(&context, &encode_cursor(last)),
+            _ => String::new(),
+        };
+        Ok(ListSupplyRisksResponse {
+            supply_risks: scores,
+            next_page_token,
+        })
+    }
+
+    fn run_scenario_now(
+        &self,
+        who: &Principal,
+        r: &RunScenarioRequest,
+    ) -> Result<ScenarioResult, RiskError> {
+        let sc = r
+            .scenario
+            .clone()
+            .ok_or_else(|| RiskError::invalid("scenario", "is required"))?;
+        if !orex_membership::policy::is_country_code(&sc.origin_country) {
+            return Err(RiskError::invalid(
+                "scenario.origin_country",
+                "must be an ISO 3166-1 alpha-2 code such as \"CN\"",
+            ));
+        }
+        let mineral = mineral_field("scenario.mineral", sc.mineral)?;
+        let stage = stage_field("scenario.stage", sc.stage)?
+            .ok_or_else(|| RiskError::invalid("scenario.stage", "is required"))?;
+        if !(sc.cut_fraction > 0.0 && sc.cut_fraction <= 1.0) {
+            return Err(RiskError::invalid(
+                "scenario.cut_fraction",
+                format!("must be above 0 and at most 1, got {}", sc.cut_fraction),
+            ));
+        }
+        if !(1..=3650).contains(&sc.duration_days) {
+            return Err(RiskError::invalid(
+                "scenario.duration_days",
+                format!("must be from 1 to 3650, got {}", sc.duration_days),
+            ));
+        }
+        if let Some(t) = &sc.start_time
+            && !(0..1_000_000_000).contains(&t.nanos)
+        {
+            return Err(RiskError::invalid(
+                "scenario.start_time",
+                "is not a valid timestamp",
+            ));
+        }
+        let partnership = self.partnership.load();
+        let members = if r.members.is_empty() {
+            partnership
+                .members()
+                .filter(|m| m.is_active())
+                .map(|m| m.code.clone())
+                .collect()
+        } else {
+            r.members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| member_field(&partnership, &format!("members[{i}]"), m))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let cut = scenario::Cut {
+            origin_country: sc.origin_country.clone(),
+            mineral,
+            stage,
+            cut_fraction: sc.cut_fraction,
+            duration_days: sc.duration_days,
+        };
+        let mut result = self.with_assessor(&partnership, |a| {
+            scenario::run(a, &cut, &members, &who.member)
+        })?;
+        result.scenario = Some(Scenario {
+            start_time: Some(sc.start_time.or(result.computed_at).unwrap_or_default()),
+            ..sc
+        });
+        Ok(result)
+    }
+
+    fn get_reference_price_now(
+        &self,
+        r: &GetReferencePriceRequest,
+    ) -> Result<ReferencePrice, RiskError> {
+        let mineral = mineral_field("mineral", r.mineral)?;
+        let reference = self.reference.load();
+        let p = reference.data.prices.get(&mineral).ok_or_else(|| {
+            RiskError::NotFound(format!(
+                "the reference data has no reference price for {}",
+                crate::assess::mineral_name(mineral)
+            ))
+        })?;
+        Ok(ReferencePrice {
+            mineral: mineral as i32,
+            product_form: p.product_form.clone(),
+            usd_per_tonne: p.usd_per_tonne,
+            dumping_margin: p.dumping_margin,
+            dumping_threshold_usd_per_tonne: p.usd_per_tonne * (1.0 - p.dumping_margin),
+            effective_from: p.effective_from.parse().ok(),
+            basis: if p.estimate {
+                format!("{} (an estimate)", p.basis)
+            } else {
+                p.basis.clone()
+            },
+            source_ids: vec![p.source.clone()],
+            reference_data_version: reference.data.version.clone(),
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl RiskService for Risk {
     async fn get_supply_risk(
         &self,
         req: Request<GetSupplyRiskRequest>,
     ) -> Result<Response<GetSupplyRiskResponse>, Status> {
-        Self::analyst(&req)?;
-        Err(not_yet())
+        let who = Self::analyst(&req)?;
+        let s = self.get_supply_risk_now(&who, req.get_ref())?;
+        Ok(Response::new(GetSupplyRiskResponse {
+            supply_risk: Some(s),
+        }))
     }
 
     async fn list_supply_risks(
         &self,
         req: Request<ListSupplyRisksRequest>,
     ) -> Result<Response<ListSupplyRisksResponse>, Status> {
-        Self::analyst(&req)?;
-        Err(not_yet())
+        let who = Self::analyst(&req)?;
+        Ok(Response::new(
+            self.list_supply_risks_now(&who, req.get_ref())?,
+        ))
     }
 
     async fn run_scenario(
         &self,
         req: Request<RunScenarioRequest>,
     ) -> Result<Response<RunScenarioResponse>, Status> {
-        Self::analyst(&req)?;
-        Err(not_yet())
+        let who = Self::analyst(&req)?;
+        Ok(Response::new(RunScenarioResponse {
+            result: Some(self.run_scenario_now(&who, req.get_ref())?),
+        }))
     }
 
     async fn get_reference_price(
@@ -117,7 +458,9 @@ impl RiskService for Risk {
         req: Request<GetReferencePriceRequest>,
     ) -> Result<Response<GetReferencePriceResponse>, Status> {
         Self::analyst(&req)?;
-        Err(not_yet())
+        Ok(Response::new(GetReferencePriceResponse {
+            price: Some(self.get_reference_price_now(req.get_ref())?),
+        }))
     }
 
     type SubscribeRiskAlertsStream = orex_kit::stream::BoxStream<SubscribeRiskAlertsResponse>;
@@ -127,7 +470,11 @@ impl RiskService for Risk {
         req: Request<SubscribeRiskAlertsRequest>,
     ) -> Result<Response<Self::SubscribeRiskAlertsStream>, Status> {
         Self::analyst(&req)?;
-        Err(not_yet())
+        Err(status::error(
+            Code::Unimplemented,
+            Reason::MethodNotServed,
+            "risk alerts are not built yet",
+        ))
     }
 
     async fn get_reference_data_version(

@@ -40,8 +40,7 @@ pub const SERVICE_NAME: &str = "orex.sharing.v1.SharingService";
 #[derive(Debug)]
 pub struct Prepared {
     config: SharingConfig,
-    partnership: service::SharedPartnership,
-    policy_file: orex_kit::reload::WatchedFile,
+    policy: orex_kit::reload::LiveFile<Partnership>,
     hangups: orex_kit::reload::HangupSignal,
     tls: ServerTlsConfig,
     store: store::ReportStore,
@@ -51,13 +50,7 @@ pub struct Prepared {
 /// Loads the policy, checks the TLS files and opens the store. Must run
 /// inside a Tokio runtime (the store starts its flusher).
 pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
-    let policy_bytes = std::fs::read(&config.policy)
-        .map_err(|e| KitError::Config(format!("policy {}: {e}", config.policy.display())))?;
-    let partnership = Arc::new(arc_swap::ArcSwap::from_pointee(
-        Partnership::from_bytes(&config.policy, &policy_bytes)
-            .map_err(|e| KitError::Config(e.to_string()))?,
-    ));
-    let policy_file = orex_kit::reload::WatchedFile::new(config.policy.clone(), &policy_bytes);
+    let policy = orex_kit::reload::LiveFile::policy(config.policy.clone())?;
     let hangups = orex_kit::reload::HangupSignal::register()?;
     let tls = config.tls.load()?.server();
     let store = store::ReportStore::open(&config.data_dir, &config.store)
@@ -68,8 +61,7 @@ pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
         })?);
     Ok(Prepared {
         config,
-        partnership,
-        policy_file,
+        policy,
         hangups,
         tls,
         store,
@@ -83,23 +75,10 @@ impl Prepared {
     pub async fn serve(self, listener: TcpListener, shutdown: Shutdown) -> Result<(), KitError> {
         // The policy file is shared with the gateway: members, blocs and
         // suspensions apply here too without a restart.
-        let partnership = self.partnership.clone();
-        let policy_file = self.policy_file;
-        let hangups = self.hangups;
-        let watch_shutdown = shutdown.clone();
-        shutdown.spawn(async move {
-            policy_file
-                .watch(hangups, watch_shutdown, |bytes| {
-                    let fresh = Partnership::from_bytes(policy_file.path(), bytes)
-                        .map_err(|e| KitError::Config(e.to_string()))?;
-                    partnership.store(Arc::new(fresh));
-                    Ok(())
-                })
-                .await
-        });
+        self.policy.watch(self.hangups, &shutdown);
         let sharing = service::Sharing::new(
             self.store.clone(),
-            self.partnership,
+            self.policy.shared(),
             self.tokens,
             self.config.streams,
             shutdown.clone(),
