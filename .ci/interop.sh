@@ -22,7 +22,8 @@ mkdir -p "$work/gen"
 cargo build --quiet --locked -p orex-cli --bin orex
 gateway_port=17100
 sharing_port=17101
-timeout 300 target/debug/orex up --dir "$work/dev" --gateway-port "$gateway_port" --sharing-port "$sharing_port" \
+risk_port=17102
+timeout 300 target/debug/orex up --dir "$work/dev" --gateway-port "$gateway_port" --sharing-port "$sharing_port" --risk-port "$risk_port" \
   > "$work/up.log" 2>&1 &
 orex_pid=$!
 

@@ -89,6 +89,11 @@ pub type AuditClient = orex_proto::audit::v1::audit_service_client::AuditService
 /// A sharing client that goes through the gateway with a bundle's identity.
 pub type SharingClient = SharingServiceClient<InterceptedService<Channel, BearerToken>>;
 
+/// A risk client through the gateway, sending the bundle's token.
+pub type RiskClient = orex_proto::risk::v1::risk_service_client::RiskServiceClient<
+    InterceptedService<Channel, BearerToken>,
+>;
+
 /// An open connection described by a bundle.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -142,5 +147,13 @@ impl Connection {
     /// A sharing client on this connection.
     pub fn sharing(&self) -> SharingClient {
         SharingServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+    }
+
+    /// A risk client on this connection.
+    pub fn risk(&self) -> RiskClient {
+        orex_proto::risk::v1::risk_service_client::RiskServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.token.clone(),
+        )
     }
 }

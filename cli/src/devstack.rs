@@ -6,12 +6,14 @@
 //! ```text
 //! .orex-dev/
 //!   pki/ca.pem, pki/ca.key.pem               development partnership CA
-//!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing
+//!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing, risk
 //!   pki/audit-signing.key.pem, .pub.pem       Ed25519 key signing access-log checkpoints
 //!   issuers/<MEMBER>.key.pem, <MEMBER>.pub.pem  token issuer per member (Ed25519)
 //!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
-//!   config/policy.toml sharing.toml gateway.toml
-//!   data/sharing/, data/gateway/              sled stores (reports; access log)
+//!   config/policy.toml sharing.toml risk.toml gateway.toml
+//!   config/reference.toml                     the risk reference data (a copy of
+//!                                             services/risk/data/reference.toml)
+//!   data/sharing/, data/risk/, data/gateway/  sled stores (reports; risk; access log)
 //! ```
 
 use std::net::SocketAddr;
@@ -102,7 +104,7 @@ pub struct DemoPrincipal {
 }
 
 /// The demo principals, one bundle each.
-pub const DEMO_PRINCIPALS: [DemoPrincipal; 9] = [
+pub const DEMO_PRINCIPALS: [DemoPrincipal; 17] = [
     DemoPrincipal {
         bundle: "us-alice",
         member: "US",
@@ -157,6 +159,54 @@ pub const DEMO_PRINCIPALS: [DemoPrincipal; 9] = [
         subject: "audit",
         roles: &["auditor"],
     },
+    DemoPrincipal {
+        bundle: "us-ana",
+        member: "US",
+        subject: "ana",
+        roles: &["analyst"],
+    },
+    DemoPrincipal {
+        bundle: "eu-erik",
+        member: "EU",
+        subject: "erik",
+        roles: &["analyst"],
+    },
+    DemoPrincipal {
+        bundle: "de-dana",
+        member: "DE",
+        subject: "dana",
+        roles: &["analyst"],
+    },
+    DemoPrincipal {
+        bundle: "jp-aiko",
+        member: "JP",
+        subject: "aiko",
+        roles: &["analyst"],
+    },
+    DemoPrincipal {
+        bundle: "us-cole",
+        member: "US",
+        subject: "cole",
+        roles: &["coordinator"],
+    },
+    DemoPrincipal {
+        bundle: "eu-clara",
+        member: "EU",
+        subject: "clara",
+        roles: &["coordinator"],
+    },
+    DemoPrincipal {
+        bundle: "de-carl",
+        member: "DE",
+        subject: "carl",
+        roles: &["coordinator"],
+    },
+    DemoPrincipal {
+        bundle: "jp-chika",
+        member: "JP",
+        subject: "chika",
+        roles: &["coordinator"],
+    },
 ];
 
 /// Demo principals that audit the whole partnership (the rest audit only
@@ -168,8 +218,10 @@ pub const PARTNERSHIP_AUDITORS: [&str; 1] = ["US/oversight"];
 pub struct Ports {
     /// Where members connect.
     pub gateway: u16,
-    /// The sharing service (only the gateway may connect).
+    /// The sharing service (only the gateway and the risk service may connect).
     pub sharing: u16,
+    /// The risk service (only the gateway may connect).
+    pub risk: u16,
 }
 
 impl Default for Ports {
@@ -177,9 +229,28 @@ impl Default for Ports {
         Self {
             gateway: 7100,
             sharing: 7101,
+            risk: 7102,
         }
     }
 }
+
+/// Where the dev stack's processes listen, as its configs say.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// The gateway.
+    pub gateway: SocketAddr,
+    /// The sharing service.
+    pub sharing: SocketAddr,
+    /// The risk service.
+    pub risk: SocketAddr,
+}
+
+/// The workloads of the dev stack, one certificate each.
+pub const WORKLOADS: [&str; 3] = ["gateway", "sharing", "risk"];
+
+/// The reference data shipped with the repository, copied into a new dev
+/// folder as `config/reference.toml`.
+pub const SHIPPED_REFERENCE_DATA: &str = include_str!("../../services/risk/data/reference.toml");
 
 /// Paths inside a dev folder.
 #[derive(Debug, Clone)]
@@ -268,33 +339,32 @@ impl DevLayout {
 }
 
 /// Generates the PKI and issuer keys if the folder has none, writes the
-/// config files for `ports` if they are missing, and (re)writes the client
+/// config files for `ports` that are missing, and (re)writes the client
 /// bundles with fresh tokens. Existing certificates, keys, configs (with the
 /// operator's edits) and data are kept, so `orex up` can be run again and
-/// again; the ports in existing configs win over `ports`. Returns the
-/// addresses the configs listen on (gateway, sharing).
-pub fn init(layout: &DevLayout, ports: Ports) -> Result<(SocketAddr, SocketAddr), CliError> {
+/// again; the ports in existing configs win over `ports`. A folder made by
+/// an older `orex up` gains what it lacks (the risk service's certificate
+/// and config, newer demo principals, the gateway's risk backend). Returns
+/// the addresses the configs listen on.
+pub fn init(layout: &DevLayout, ports: Ports) -> Result<Addresses, CliError> {
     if !layout.has_pki() {
         generate_pki(layout)?;
     }
-    let configs = ["policy.toml", "sharing.toml", "gateway.toml"];
-    if !configs.iter().all(|c| layout.config(c).is_file()) {
-        write_configs(layout, ports)?;
-    }
+    issue_missing_certificates(layout)?;
+    write_missing_configs(layout, ports)?;
     let gateway = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
     let sharing = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
+    let risk = orex_risk::RiskConfig::load(&layout.config("risk.toml"))?;
     write_bundles(layout, gateway.listen.port())?;
-    Ok((gateway.listen, sharing.listen))
+    Ok(Addresses {
+        gateway: gateway.listen,
+        sharing: sharing.listen,
+        risk: risk.listen,
+    })
 }
 
 fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
     let ca = DevCa::generate("orex development CA")?;
-    for name in ["gateway", "sharing"] {
-        let wk = ca.workload(name)?;
-        let (cert, key) = layout.workload(name);
-        write(&cert, wk.cert_pem.as_bytes(), false)?;
-        write(&key, wk.key_pem.as_bytes(), true)?;
-    }
     let audit = IssuerKeys::generate()?;
     let (private, public) = layout.audit_keys();
     write(&private, audit.private_pem.as_bytes(), true)?;
@@ -305,15 +375,39 @@ fn generate_pki(layout: &DevLayout) -> Result<(), CliError> {
         write(&private, keys.private_pem.as_bytes(), true)?;
         write(&public, keys.public_pem.as_bytes(), false)?;
     }
-    for p in DEMO_PRINCIPALS {
+    write(&layout.ca_key(), ca.key_pem.as_bytes(), true)?;
+    // Written last: its presence marks a complete CA (certificates follow).
+    write(&layout.ca_cert(), ca.cert_pem.as_bytes(), false)?;
+    Ok(())
+}
+
+/// Issues every workload and demo principal certificate the folder lacks.
+fn issue_missing_certificates(layout: &DevLayout) -> Result<(), CliError> {
+    let missing_workloads: Vec<&str> = WORKLOADS
+        .into_iter()
+        .filter(|w| !layout.workload(w).1.is_file())
+        .collect();
+    let missing_principals: Vec<&DemoPrincipal> = DEMO_PRINCIPALS
+        .iter()
+        .filter(|p| !layout.bundle(p.bundle).join("key.pem").is_file())
+        .collect();
+    if missing_workloads.is_empty() && missing_principals.is_empty() {
+        return Ok(());
+    }
+    let ca = layout.ca()?;
+    for name in missing_workloads {
+        let wk = ca.workload(name)?;
+        let (cert, key) = layout.workload(name);
+        write(&cert, wk.cert_pem.as_bytes(), false)?;
+        // The key last: its presence marks a complete pair.
+        write(&key, wk.key_pem.as_bytes(), true)?;
+    }
+    for p in missing_principals {
         let ck = ca.member_client(p.member, p.subject)?;
         let dir = layout.bundle(p.bundle);
         write(&dir.join("cert.pem"), ck.cert_pem.as_bytes(), false)?;
         write(&dir.join("key.pem"), ck.key_pem.as_bytes(), true)?;
     }
-    write(&layout.ca_key(), ca.key_pem.as_bytes(), true)?;
-    // Written last: its presence marks a complete PKI.
-    write(&layout.ca_cert(), ca.cert_pem.as_bytes(), false)?;
     Ok(())
 }
 
@@ -373,12 +467,87 @@ pub fn policy_text() -> String {
     s
 }
 
-fn write_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
-    write(
-        &layout.config("policy.toml"),
-        policy_text().as_bytes(),
-        false,
-    )?;
+/// The gateway's `[backends.risk]` table.
+fn risk_backend(port: u16) -> String {
+    format!(
+        r#"
+[backends.risk]
+address = "https://127.0.0.1:{port}"
+server_name = "risk"
+"#
+    )
+}
+
+/// Writes each config file that is missing; a gateway.toml without a risk
+/// backend (from an older `orex up`) gains one.
+fn write_missing_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
+    let missing = |f: &str| !layout.config(f).is_file();
+    if missing("policy.toml") {
+        write(
+            &layout.config("policy.toml"),
+            policy_text().as_bytes(),
+            false,
+        )?;
+    }
+    if missing("reference.toml") {
+        write(
+            &layout.config("reference.toml"),
+            SHIPPED_REFERENCE_DATA.as_bytes(),
+            false,
+        )?;
+    }
+    // The sharing port as the existing config says, for the risk service.
+    let sharing_port = if missing("sharing.toml") {
+        ports.sharing
+    } else {
+        orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?
+            .listen
+            .port()
+    };
+    let risk_port = if missing("risk.toml") {
+        ports.risk
+    } else {
+        orex_risk::RiskConfig::load(&layout.config("risk.toml"))?
+            .listen
+            .port()
+    };
+    if missing("risk.toml") {
+        let risk = format!(
+            r#"# The risk service of the dev stack (env overrides: OREX_RISK__<FIELD>).
+listen = "127.0.0.1:{risk_port}"
+data_dir = "../data/risk"
+policy = "policy.toml"
+# The partnership's reference data (sources cited in the file); reloaded when it changes.
+reference_data = "reference.toml"
+allowed_workloads = ["gateway"]
+
+[tls]
+ca = "../pki/ca.pem"
+cert = "../pki/workloads/risk.pem"
+key = "../pki/workloads/risk.key.pem"
+
+# SR at or above `threshold` is high supply risk (the EU method's 1.0); dependence on one
+# supplier outside the partnership above `dependence_ceiling` is flagged (CRMA's 0.65).
+[assessment]
+threshold = 1.0
+dependence_ceiling = 0.65
+
+[store]
+cache_mib = 16
+"#
+        );
+        write(&layout.config("risk.toml"), risk.as_bytes(), false)?;
+    }
+    if !missing("gateway.toml") {
+        let path = layout.config("gateway.toml");
+        let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+        if !text.contains("[backends.risk]") {
+            write(&path, (text + &risk_backend(risk_port)).as_bytes(), false)?;
+        }
+    }
+    if !missing("sharing.toml") && !missing("gateway.toml") {
+        return Ok(());
+    }
     let sharing = format!(
         r#"# The sharing service of the dev stack (env overrides: OREX_SHARING__<FIELD>).
 listen = "127.0.0.1:{sharing}"
@@ -401,9 +570,11 @@ slow_consumer_seconds = 30
 [store]
 cache_mib = 64
 "#,
-        sharing = ports.sharing
+        sharing = sharing_port
     );
-    write(&layout.config("sharing.toml"), sharing.as_bytes(), false)?;
+    if missing("sharing.toml") {
+        write(&layout.config("sharing.toml"), sharing.as_bytes(), false)?;
+    }
     let gateway = format!(
         r#"# The gateway of the dev stack (env overrides: OREX_GATEWAY__<FIELD>).
 listen = "127.0.0.1:{gateway}"
@@ -421,7 +592,7 @@ leeway_seconds = 30
 [backends.sharing]
 address = "https://127.0.0.1:{sharing}"
 server_name = "sharing"
-
+{risk_backend}
 [audit]
 data_dir = "../data/gateway"
 signing_key = "../pki/audit-signing.key.pem"
@@ -444,9 +615,12 @@ max_in_flight = 512
 max_in_flight_per_member = 256
 "#,
         gateway = ports.gateway,
-        sharing = ports.sharing
+        sharing = sharing_port,
+        risk_backend = risk_backend(risk_port),
     );
-    write(&layout.config("gateway.toml"), gateway.as_bytes(), false)?;
+    if missing("gateway.toml") {
+        write(&layout.config("gateway.toml"), gateway.as_bytes(), false)?;
+    }
     Ok(())
 }
 
@@ -503,6 +677,25 @@ pub fn spawn_sharing(
     let config = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
     let prepared = orex_sharing::prepare(config)?;
     Ok(tokio::spawn(prepared.serve(listener, shutdown)))
+}
+
+/// Checks the risk service's config, policy, reference data, TLS files and
+/// store, then starts it on `listener`.
+pub fn spawn_risk(
+    layout: &DevLayout,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<
+    (
+        JoinHandle<Result<(), KitError>>,
+        orex_risk::ReferenceReloader,
+    ),
+    CliError,
+> {
+    let config = orex_risk::RiskConfig::load(&layout.config("risk.toml"))?;
+    let prepared = orex_risk::prepare(config)?;
+    let reloader = prepared.reloader();
+    Ok((tokio::spawn(prepared.serve(listener, shutdown)), reloader))
 }
 
 /// A running gateway's handles on its policy and access log.

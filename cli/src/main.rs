@@ -31,6 +31,9 @@ enum Command {
         /// Sharing service port.
         #[arg(long, default_value_t = 7101)]
         sharing_port: u16,
+        /// Risk service port.
+        #[arg(long, default_value_t = 7102)]
+        risk_port: u16,
     },
     /// Supply reports, through the gateway.
     Report {
@@ -82,12 +85,14 @@ async fn main() -> ExitCode {
             dir,
             gateway_port,
             sharing_port,
+            risk_port,
         } => {
             commands::up::run(
                 &DevLayout::new(dir),
                 Ports {
                     gateway: gateway_port,
                     sharing: sharing_port,
+                    risk: risk_port,
                 },
             )
             .await

@@ -145,6 +145,9 @@ fn default_leeway() -> u64 {
 pub struct Backends {
     /// The sharing service.
     pub sharing: Backend,
+    /// The risk service; without it the gateway does not serve the risk API.
+    #[serde(default)]
+    pub risk: Option<Backend>,
 }
 
 /// One backend service.
@@ -202,11 +205,17 @@ impl GatewayConfig {
                 "audit.log_id and audit.key_id must not be empty".into(),
             ));
         }
-        if !self.backends.sharing.address.starts_with("https://") {
-            return Err(KitError::Config(
-                "backends.sharing.address must be an https:// address (every hop is mutual TLS)"
-                    .into(),
-            ));
+        for (name, b) in [
+            ("sharing", Some(&self.backends.sharing)),
+            ("risk", self.backends.risk.as_ref()),
+        ] {
+            if let Some(b) = b
+                && !b.address.starts_with("https://")
+            {
+                return Err(KitError::Config(format!(
+                    "backends.{name}.address must be an https:// address (every hop is mutual TLS)"
+                )));
+            }
         }
         Ok(())
     }

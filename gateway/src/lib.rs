@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod authn;
+pub mod backend;
 pub mod config;
 pub mod door;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod forward;
 pub mod load;
 pub mod policy;
 pub mod ratelimit;
+pub mod risk;
 pub mod screen;
 pub mod sharing;
 pub mod tokens;
@@ -33,10 +35,10 @@ use orex_kit::server::Callers;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
 use orex_proto::audit::v1::audit_service_server::AuditServiceServer;
+use orex_proto::risk::v1::risk_service_server::RiskServiceServer;
 use orex_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::Endpoint;
 
 pub use config::GatewayConfig;
 
@@ -44,10 +46,20 @@ pub use config::GatewayConfig;
 pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// gRPC service names the gateway serves, as health checks know them.
-pub const SERVICE_NAMES: [&str; 2] = [
+pub const SERVICE_NAMES: [&str; 3] = [
     "orex.sharing.v1.SharingService",
     "orex.audit.v1.AuditService",
+    "orex.risk.v1.RiskService",
 ];
+
+/// Of [`SERVICE_NAMES`], the ones served when the risk backend is (or is not) configured.
+fn served_names(risk: bool) -> &'static [&'static str] {
+    if risk {
+        &SERVICE_NAMES
+    } else {
+        &SERVICE_NAMES[..2]
+    }
+}
 
 /// A gateway whose policy, issuer keys, TLS material and access log have
 /// been checked and opened.
@@ -57,7 +69,8 @@ pub struct Prepared {
     hangups: orex_kit::reload::HangupSignal,
     audit: audit::AuditLog,
     tls: LoadedTls,
-    sharing: sharing::Backend,
+    sharing: backend::Backend,
+    risk: Option<backend::Backend>,
     streams: orex_kit::stream::StreamConfig,
     load: config::LoadConfig,
 }
@@ -74,26 +87,20 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
     let hangups = orex_kit::reload::HangupSignal::register()?;
     let tls = config.tls.load()?;
     let audit = audit::AuditLog::open(&config.audit)?;
-    let backend = &config.backends.sharing;
-    let endpoint = orex_kit::transport::dial(
-        Endpoint::from_shared(backend.address.clone())
-            .map_err(|e| KitError::Config(format!("backends.sharing.address: {e}")))?,
-    )
-    .tls_config(tls.client(&backend.server_name))
-    .map_err(|e| KitError::Tls(e.to_string()))?;
-    // Two connections per backend: streams on one, unary calls on the
-    // other, so no number of open (or stalled) streams can queue a unary
-    // call behind them.
-    let sharing = sharing::Backend {
-        unary: endpoint.clone().timeout(BACKEND_TIMEOUT).connect_lazy(),
-        streams: endpoint.connect_lazy(),
-    };
+    let sharing = backend::Backend::connect("sharing", &config.backends.sharing, &tls)?;
+    let risk = config
+        .backends
+        .risk
+        .as_ref()
+        .map(|b| backend::Backend::connect("risk", b, &tls))
+        .transpose()?;
     Ok(Prepared {
         policy,
         hangups,
         audit,
         tls,
         sharing,
+        risk,
         streams: config.streams,
         load: config.load,
     })
@@ -122,6 +129,18 @@ impl Prepared {
             self.streams,
             shutdown.clone(),
         );
+        // A gateway without a risk backend does not serve its methods:
+        // members are told UNIMPLEMENTED `METHOD_NOT_SERVED`.
+        let names = served_names(self.risk.is_some());
+        let risk = self.risk.map(|b| {
+            RiskServiceServer::new(risk::RiskGateway::new(
+                door.clone(),
+                self.policy.clone(),
+                b,
+                self.streams,
+                shutdown.clone(),
+            ))
+        });
         shutdown.spawn(door.clone().record_shed_calls(shutdown.clone()));
         let audit_api = audit::service::AuditApi::new(door.clone(), tokens);
         // Requests that never reach a handler are recorded too.
@@ -137,9 +156,15 @@ impl Prepared {
             self.tls.server(),
             // Members are authenticated per call by the door.
             Callers::AnyCertified,
-            Routes::new(SharingServiceServer::new(sharing))
-                .add_service(AuditServiceServer::new(audit_api)),
-            &SERVICE_NAMES,
+            {
+                let mut routes = Routes::new(SharingServiceServer::new(sharing))
+                    .add_service(AuditServiceServer::new(audit_api));
+                if let Some(risk) = risk {
+                    routes = routes.add_service(risk);
+                }
+                routes
+            },
+            names,
             shutdown.clone(),
             Some(refused),
         )

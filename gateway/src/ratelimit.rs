@@ -36,7 +36,11 @@ pub fn class_of(method: &str) -> MethodClass {
     let name = method.rsplit('/').next().unwrap_or(method);
     if name.starts_with("Subscribe") {
         MethodClass::Stream
-    } else if ["Get", "List", "Query"].iter().any(|p| name.starts_with(p)) {
+    } else if ["Get", "List", "Query", "Run"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        // `Run` is the risk service's RunScenario: it computes and stores nothing.
         MethodClass::Read
     } else {
         MethodClass::Write

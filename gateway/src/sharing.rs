@@ -19,14 +19,7 @@ use crate::screen::{may_see, owner};
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
 
-/// The connections to the sharing service.
-#[derive(Debug, Clone)]
-pub struct Backend {
-    /// For unary calls.
-    pub unary: Channel,
-    /// For streams, kept apart so open streams never delay a unary call.
-    pub streams: Channel,
-}
+pub use crate::backend::Backend;
 
 /// The gateway's face of the sharing API.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@ mod log_integrity;
 mod malformed;
 mod operations;
 mod overload;
+mod risk;
 mod streaming;
 mod tokens;
 mod validation;

@@ -240,7 +240,8 @@ async fn a_method_not_served_is_refused_with_its_reason_and_recorded() {
     let stack = Stack::spawn().await;
     let ch = alice_at_the_gateway(&stack).await;
     let token = stack.token(TokenParams::of("us-alice"));
-    let path = "/orex.risk.v1.RiskService/GetSupplyRisk";
+    // The emergency service is in the contract but not behind this gateway yet.
+    let path = "/orex.emergency.v1.EmergencyService/GetCase";
     let status = send_to(&ch, path, Some(&token), &[], Vec::new())
         .await
         .unwrap_err();

@@ -1,5 +1,5 @@
-//! The end-to-end harness: [`Stack::spawn`] starts the real sharing service
-//! and gateway on 127.0.0.1 with a throwaway development PKI and sled stores
+//! The end-to-end harness: [`Stack::spawn`] starts the real sharing and
+//! risk services and the gateway on 127.0.0.1 with a throwaway development PKI and sled stores
 //! in a temporary folder — the same code path as `orex up` — and hands out
 //! gRPC clients that connect as the demo principals.
 
@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use orex_cli::bundle::{BearerToken, BundleFile, Connection, SharingClient};
+use orex_cli::bundle::{BearerToken, BundleFile, Connection, RiskClient, SharingClient};
 use orex_cli::devstack::{self, DevLayout, Ports};
 use orex_cli::tokens::{TokenSpec, mint};
 use orex_kit::{KitError, Shutdown};
@@ -33,7 +33,10 @@ pub struct Stack {
     pub gateway_addr: SocketAddr,
     /// The sharing service (gateway only).
     pub sharing_addr: SocketAddr,
+    /// The risk service (gateway only).
+    pub risk_addr: SocketAddr,
     sharing: Option<(Shutdown, Task)>,
+    risk: Option<(Shutdown, Task, orex_risk::ReferenceReloader)>,
     gateway: Option<(Shutdown, Task)>,
     gateway_handles: Option<devstack::GatewayHandles>,
 }
@@ -63,13 +66,16 @@ impl Stack {
         let layout = DevLayout::new(dir.path().join("orex"));
         let sharing_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let gateway_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let risk_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let sharing_addr = sharing_l.local_addr().unwrap();
         let gateway_addr = gateway_l.local_addr().unwrap();
+        let risk_addr = risk_l.local_addr().unwrap();
         devstack::init(
             &layout,
             Ports {
                 gateway: gateway_addr.port(),
                 sharing: sharing_addr.port(),
+                risk: risk_addr.port(),
             },
         )
         .expect("dev stack init");
@@ -82,7 +88,9 @@ impl Stack {
             layout,
             gateway_addr,
             sharing_addr,
+            risk_addr,
             sharing: None,
+            risk: None,
             gateway: Some((shutdown, task)),
             gateway_handles: Some(gateway_handles),
         };
@@ -91,7 +99,47 @@ impl Stack {
         } else {
             stack.start_sharing(sharing_l);
         }
+        stack.start_risk(risk_l);
         stack
+    }
+
+    fn start_risk(&mut self, listener: TcpListener) {
+        let shutdown = Shutdown::new();
+        let (task, reloader) =
+            devstack::spawn_risk(&self.layout, listener, shutdown.clone()).expect("risk config");
+        self.risk = Some((shutdown, task, reloader));
+    }
+
+    /// Stops the risk service and waits until it has flushed and closed.
+    pub async fn stop_risk(&mut self) {
+        if let Some((shutdown, task, _)) = self.risk.take() {
+            shutdown.trigger();
+            task.await
+                .expect("risk task")
+                .expect("risk stopped cleanly");
+        }
+    }
+
+    /// Stops the risk service gracefully, then starts it again on the same
+    /// port over the same store.
+    pub async fn restart_risk(&mut self) {
+        self.stop_risk().await;
+        let listener = TcpListener::bind(self.risk_addr).await.expect("rebind");
+        self.start_risk(listener);
+    }
+
+    /// Applies the risk service's reference data file now (as its watcher
+    /// does when the file changes), or says why it was refused.
+    pub fn reload_reference_data(&self) -> Result<(), KitError> {
+        self.risk.as_ref().expect("risk running").2.reload()
+    }
+
+    /// A risk client through the gateway as a demo principal (`us-ana`).
+    pub async fn risk_client(&self, bundle: &str) -> RiskClient {
+        Connection::open(&self.bundle(bundle))
+            .await
+            .expect("connect to gateway")
+            .risk()
     }
 
     fn start_rogue_sharing(&mut self, listener: TcpListener) {
@@ -149,6 +197,7 @@ impl Stack {
     pub async fn stop(mut self) {
         // Front door first, so no member call is in flight when services stop.
         self.stop_gateway().await;
+        self.stop_risk().await;
         self.stop_sharing().await;
     }
 

@@ -197,9 +197,11 @@ impl ProcStack {
         let ports = Ports {
             gateway: free_port()?,
             sharing: free_port()?,
+            risk: free_port()?,
         };
-        let (gateway_addr, _) =
-            devstack::init(&layout, ports).map_err(|e| format!("dev stack init: {e}"))?;
+        let gateway_addr = devstack::init(&layout, ports)
+            .map_err(|e| format!("dev stack init: {e}"))?
+            .gateway;
         let policy = layout.config("policy.toml");
         let text = std::fs::read_to_string(&policy).map_err(|e| format!("policy: {e}"))?;
         std::fs::write(&policy, without_rate_limits(&text)).map_err(|e| format!("policy: {e}"))?;
