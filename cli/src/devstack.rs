@@ -532,11 +532,32 @@ key = "../pki/workloads/risk.key.pem"
 threshold = 1.0
 dependence_ceiling = 0.65
 
+# Live disruptions: the sharing service's report stream, followed as the workload `risk`
+# (sharing.toml lists it in reader_workloads; it sees CLEAR and GREEN reports only).
+[sharing]
+address = "https://127.0.0.1:{sharing_port}"
+server_name = "sharing"
+
+# Alert streams: events buffered per stream, and how long a full buffer may stay unread.
+[streams]
+buffer_events = 64
+slow_consumer_seconds = 30
+
 [store]
 cache_mib = 16
 "#
         );
         write(&layout.config("risk.toml"), risk.as_bytes(), false)?;
+    }
+    if !missing("sharing.toml") {
+        // Older folders: let the risk service read the report stream.
+        let path = layout.config("sharing.toml");
+        let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+        let line = "allowed_workloads = [\"gateway\"]\n";
+        if !text.contains("reader_workloads") && text.contains(line) {
+            let patched = text.replacen(line, &format!("{line}reader_workloads = [\"risk\"]\n"), 1);
+            write(&path, patched.as_bytes(), false)?;
+        }
     }
     if !missing("gateway.toml") {
         let path = layout.config("gateway.toml");
@@ -554,6 +575,8 @@ listen = "127.0.0.1:{sharing}"
 data_dir = "../data/sharing"
 policy = "policy.toml"
 allowed_workloads = ["gateway"]
+# Workloads that read the report stream as themselves (CLEAR and GREEN reports only).
+reader_workloads = ["risk"]
 
 [tls]
 ca = "../pki/ca.pem"

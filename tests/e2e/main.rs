@@ -14,6 +14,7 @@ mod malformed;
 mod operations;
 mod overload;
 mod risk;
+mod risk_live;
 mod streaming;
 mod tokens;
 mod validation;

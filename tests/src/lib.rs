@@ -99,11 +99,11 @@ impl Stack {
         } else {
             stack.start_sharing(sharing_l);
         }
-        stack.start_risk(risk_l);
+        stack.start_risk_on(risk_l);
         stack
     }
 
-    fn start_risk(&mut self, listener: TcpListener) {
+    fn start_risk_on(&mut self, listener: TcpListener) {
         let shutdown = Shutdown::new();
         let (task, reloader) =
             devstack::spawn_risk(&self.layout, listener, shutdown.clone()).expect("risk config");
@@ -120,12 +120,17 @@ impl Stack {
         }
     }
 
-    /// Stops the risk service gracefully, then starts it again on the same
-    /// port over the same store.
+    /// Starts the (stopped) risk service again on the same port over the
+    /// same store.
+    pub async fn start_risk(&mut self) {
+        let listener = TcpListener::bind(self.risk_addr).await.expect("rebind");
+        self.start_risk_on(listener);
+    }
+
+    /// Stops the risk service gracefully, then starts it again.
     pub async fn restart_risk(&mut self) {
         self.stop_risk().await;
-        let listener = TcpListener::bind(self.risk_addr).await.expect("rebind");
-        self.start_risk(listener);
+        self.start_risk().await;
     }
 
     /// Applies the risk service's reference data file now (as its watcher

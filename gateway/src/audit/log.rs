@@ -205,7 +205,7 @@ fn chain_writer(log: &Arc<EventLog>, head: String) -> Arc<ApplyFn<AccessRecord, 
             }
             sealed.push(Applied {
                 out: record,
-                appended: true,
+                appended: 1,
             });
         }
         *head = prev;

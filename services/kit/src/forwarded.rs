@@ -3,9 +3,11 @@
 //! Services do not verify member tokens themselves: the gateway does, then
 //! sends the principal in `x-orex-*` metadata. A service believes that
 //! metadata only on a connection whose client certificate is a workload on
-//! its allow-list ([`WorkloadGuard`], applied by the server to every call,
-//! health and reflection included); from anyone else the call is refused.
-//! [`with_principal`] then turns the metadata into a [`Principal`].
+//! its allow-list of forwarders ([`WorkloadGuard`], applied by the server to
+//! every call, health and reflection included); from anyone else the call is
+//! refused. [`WorkloadGuard::principals`] then turns the metadata into a
+//! [`Principal`] — or, for a workload allowed to call as itself (the risk
+//! service reading the report stream), marks the call a [`WorkloadCaller`].
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -73,30 +75,66 @@ pub fn extract(metadata: &MetadataMap) -> Result<Principal, Status> {
     })
 }
 
-/// Admits only allow-listed workloads, on every route of a server.
+/// Admits only allow-listed workloads, on every route of a server, in two
+/// kinds: *forwarders* (the gateway), whose calls carry the member principal
+/// they verified, and *workloads acting as themselves* (the risk service
+/// following the sharing service's report stream), whose calls carry none
+/// and are answered only where a service says a workload may call.
 #[derive(Debug, Clone)]
 pub struct WorkloadGuard {
-    allowed: Arc<BTreeSet<String>>,
+    forwarders: Arc<BTreeSet<String>>,
+    themselves: Arc<BTreeSet<String>>,
 }
 
+/// A call from a workload acting as itself (no member principal): its
+/// workload name, put on the request by [`WorkloadGuard::principals`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadCaller(pub String);
+
 impl WorkloadGuard {
-    /// Admits the named workloads (`gateway`).
-    pub fn new<I, S>(allowed: I) -> Self
+    /// Admits the named forwarders (`gateway`).
+    pub fn new<I, S>(forwarders: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         Self {
-            allowed: Arc::new(allowed.into_iter().map(Into::into).collect()),
+            forwarders: Arc::new(forwarders.into_iter().map(Into::into).collect()),
+            themselves: Arc::new(BTreeSet::new()),
         }
+    }
+
+    /// Also admits the named workloads calling as themselves (`risk`). A
+    /// name in both lists is only a forwarder.
+    pub fn acting_as_themselves<I, S>(mut self, workloads: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.themselves = Arc::new(
+            workloads
+                .into_iter()
+                .map(Into::into)
+                .filter(|w| !self.forwarders.contains(w))
+                .collect(),
+        );
+        self
+    }
+
+    fn workload<T>(request: &Request<T>) -> Result<PeerIdentity, Status> {
+        peer_of(request)
+            .map(|p| p.identity)
+            .map_err(|e| status::error(Code::Unauthenticated, e.reason(), e.to_string()))
     }
 
     /// Checks the peer's certificate names an allowed workload.
     pub fn admit(&self, request: Request<()>) -> Result<Request<()>, Status> {
-        let peer = peer_of(&request)
-            .map_err(|e| status::error(Code::Unauthenticated, e.reason(), e.to_string()))?;
-        match &peer.identity {
-            PeerIdentity::Workload(name) if self.allowed.contains(name) => Ok(request),
+        match Self::workload(&request)? {
+            PeerIdentity::Workload(name)
+                if self.forwarders.contains(&name) || self.themselves.contains(&name) =>
+            {
+                Ok(request)
+            }
             other => {
                 tracing::warn!(peer = %other, "refused a peer that is not on the workload allow-list");
                 Err(status::error(
@@ -109,17 +147,48 @@ impl WorkloadGuard {
             }
         }
     }
+
+    /// The service interceptor that says who is calling: for a forwarder,
+    /// the member principal it forwarded ([`principal_of`]); for a workload
+    /// acting as itself, a [`WorkloadCaller`] ([`workload_of`]) — any
+    /// principal metadata it sends is ignored, so only forwarders can speak
+    /// for members.
+    pub fn principals(
+        &self,
+    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static
+    {
+        let guard = self.clone();
+        move |mut request: Request<()>| {
+            match Self::workload(&request)? {
+                PeerIdentity::Workload(name) if guard.forwarders.contains(&name) => {
+                    let principal = extract(request.metadata())?;
+                    request.extensions_mut().insert(principal);
+                }
+                PeerIdentity::Workload(name) if guard.themselves.contains(&name) => {
+                    request.extensions_mut().insert(WorkloadCaller(name));
+                }
+                other => {
+                    return Err(status::error(
+                        Code::PermissionDenied,
+                        Reason::WorkloadNotAllowed,
+                        format!("{other} may not call this service directly"),
+                    ));
+                }
+            }
+            Ok(request)
+        }
+    }
 }
 
-/// A service interceptor that reads the forwarded principal into a request
-/// extension. Only meaningful behind a [`WorkloadGuard`].
-pub fn with_principal(mut request: Request<()>) -> Result<Request<()>, Status> {
-    let principal = extract(request.metadata())?;
-    request.extensions_mut().insert(principal);
-    Ok(request)
+/// The workload calling as itself, if this call is one.
+pub fn workload_of<T>(request: &Request<T>) -> Option<&str> {
+    request
+        .extensions()
+        .get::<WorkloadCaller>()
+        .map(|w| w.0.as_str())
 }
 
-/// The principal [`with_principal`] put on the request.
+/// The member principal [`WorkloadGuard::principals`] put on the request.
 pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
         .extensions()

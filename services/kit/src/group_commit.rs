@@ -34,14 +34,16 @@ pub const MAX_BATCH: usize = 512;
 /// The longest an operation staged without a flush waits for one.
 pub const DEFERRED_FLUSH_DELAY: Duration = Duration::from_millis(5);
 
-/// What `apply` returns for one operation: its answer, and whether it
-/// appended an event (and so used the next sequence number).
+/// What `apply` returns for one operation: its answer, and how many events
+/// it appended (and so how many sequence numbers it used).
 #[derive(Debug)]
 pub struct Applied<Out> {
     /// The operation's answer.
     pub out: Out,
-    /// True if it appended one event.
-    pub appended: bool,
+    /// How many events it appended, numbered consecutively from the first
+    /// sequence it was free to use (an operation may append several: one
+    /// risk-service event can raise alerts for several members).
+    pub appended: u64,
 }
 
 type DurableTx = oneshot::Sender<Result<(), KitError>>;
@@ -348,7 +350,7 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                 applied.len()
             )));
         }
-        *assigned += applied.iter().filter(|a| a.appended).count() as u64;
+        *assigned += applied.iter().map(|a| a.appended).sum::<u64>();
         Ok((*assigned, applied.into_iter().map(|a| a.out).collect()))
     }
 }
@@ -381,14 +383,14 @@ mod tests {
                 if *op == 0 {
                     out.push(Applied {
                         out: Err(()),
-                        appended: false,
+                        appended: 0,
                     });
                     continue;
                 }
                 tree.insert(seq_key(seq), vec![*op])?;
                 out.push(Applied {
                     out: Ok(seq),
-                    appended: true,
+                    appended: 1,
                 });
                 seq += 1;
             }

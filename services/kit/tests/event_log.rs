@@ -50,14 +50,8 @@ async fn commit<R: Send + 'static>(
         ops.iter()
             .map(|()| {
                 Ok(match write(first)? {
-                    Write::Appended(out) => Applied {
-                        out,
-                        appended: true,
-                    },
-                    Write::Unchanged(out) => Applied {
-                        out,
-                        appended: false,
-                    },
+                    Write::Appended(out) => Applied { out, appended: 1 },
+                    Write::Unchanged(out) => Applied { out, appended: 0 },
                 })
             })
             .collect()

@@ -32,6 +32,32 @@ pub struct RiskConfig {
     /// Thresholds of the assessment.
     #[serde(default)]
     pub assessment: AssessmentConfig,
+    /// The sharing service whose report stream moves scores, followed as
+    /// this service's own workload (`risk`, which the sharing service must
+    /// list in its `reader_workloads`). Without it scores come from the
+    /// reference data alone and no alert is raised; the service says so in
+    /// its log at start.
+    #[serde(default)]
+    pub sharing: Option<SharingSource>,
+    /// How alert streams treat slow clients (`buffer_events`,
+    /// `slow_consumer_seconds`).
+    #[serde(default)]
+    pub streams: orex_kit::stream::StreamConfig,
+}
+
+/// `[sharing]`: where the report stream comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingSource {
+    /// `https://host:port` (every hop is mutual TLS).
+    pub address: String,
+    /// The DNS name in the sharing service's certificate.
+    #[serde(default = "default_sharing_name")]
+    pub server_name: String,
+}
+
+fn default_sharing_name() -> String {
+    "sharing".into()
 }
 
 /// `[assessment]`: when a score or a dependence counts as high.
@@ -81,6 +107,14 @@ impl RiskConfig {
         c.reference_data = orex_kit::config::resolve(base, &c.reference_data);
         c.tls = c.tls.resolved(base);
         c.store.validate("store")?;
+        c.streams.validate("streams")?;
+        if let Some(s) = &c.sharing
+            && !s.address.starts_with("https://")
+        {
+            return Err(orex_kit::KitError::Config(
+                "sharing.address must be an https:// address (every hop is mutual TLS)".into(),
+            ));
+        }
         if !(c.assessment.threshold.is_finite() && c.assessment.threshold > 0.0) {
             return Err(orex_kit::KitError::Config(format!(
                 "assessment.threshold must be a positive number, got {}",

@@ -22,6 +22,9 @@ pub enum RiskError {
     /// The reference data has no figures for what was asked.
     #[error("{0}")]
     NotFound(String),
+    /// A stream start point beyond the end of the alert log.
+    #[error("{0}")]
+    OutOfRange(String),
     /// Figures that should enter the formula do not; details go to the log.
     #[error("{0}")]
     Internal(String),
@@ -61,6 +64,7 @@ impl From<RiskError> for Status {
                 status::error(Code::PermissionDenied, Reason::RoleMissing, e.to_string())
             }
             RiskError::NotFound(m) => status::error(Code::NotFound, Reason::NotFound, m),
+            RiskError::OutOfRange(m) => status::error(Code::OutOfRange, Reason::OutOfRange, m),
             RiskError::Internal(m) => {
                 tracing::error!(error = %m, "risk computation failed");
                 status::error(

@@ -22,24 +22,27 @@ pub mod assess;
 pub mod config;
 pub mod error;
 pub mod formula;
+pub mod live;
 pub mod reference;
 pub mod scenario;
 pub mod service;
+pub mod store;
 
 use std::sync::Arc;
 
-use orex_kit::forwarded::{WorkloadGuard, with_principal};
+use orex_kit::forwarded::WorkloadGuard;
 use orex_kit::page_token::PageTokens;
 use orex_kit::reload::LiveFile;
 use orex_kit::server::Callers;
 use orex_kit::store::Store;
+use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
 use orex_membership::Partnership;
 use orex_proto::risk::v1::risk_service_server::RiskServiceServer;
 use prost_types::Timestamp;
+use store::RiskStore;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 
 pub use config::RiskConfig;
 
@@ -54,8 +57,9 @@ pub struct Prepared {
     policy: LiveFile<Partnership>,
     reference: ReferenceReloader,
     hangups: [orex_kit::reload::HangupSignal; 2],
-    tls: ServerTlsConfig,
-    store: Store,
+    tls: LoadedTls,
+    store: RiskStore,
+    live: live::SharedLive,
     tokens: Arc<PageTokens>,
 }
 
@@ -86,13 +90,15 @@ pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
         orex_kit::reload::HangupSignal::register()?,
         orex_kit::reload::HangupSignal::register()?,
     ];
-    let tls = config.tls.load()?.server();
-    let store = Store::open(&config.data_dir, &config.store)
-        .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
-    let tokens =
-        Arc::new(PageTokens::open_or_create(&store).map_err(|e| {
-            KitError::Config(format!("data_dir {}: {e}", config.data_dir.display()))
-        })?);
+    let tls = config.tls.load()?;
+    let in_data_dir =
+        |e: KitError| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display()));
+    let sled = Store::open(&config.data_dir, &config.store).map_err(in_data_dir)?;
+    let tokens = Arc::new(PageTokens::open_or_create(&sled).map_err(in_data_dir)?);
+    let store = RiskStore::open(&sled).map_err(in_data_dir)?;
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(live::disruptions(
+        &store.in_force().map_err(in_data_dir)?,
+    )));
     Ok(Prepared {
         config,
         policy,
@@ -100,6 +106,7 @@ pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
         hangups,
         tls,
         store,
+        live,
         tokens,
     })
 }
@@ -120,18 +127,43 @@ impl Prepared {
         let [policy_hangups, reference_hangups] = self.hangups;
         self.policy.watch(policy_hangups, &shutdown);
         self.reference.watch(reference_hangups, &shutdown);
-        let risk = service::Risk::new(
-            self.reference.shared(),
-            self.policy.shared(),
-            self.config.assessment.settings(),
-            self.tokens,
-        );
-        let svc = RiskServiceServer::with_interceptor(risk, with_principal);
-        let callers = Callers::Workloads(WorkloadGuard::new(self.config.allowed_workloads.clone()));
+        match &self.config.sharing {
+            Some(source) => {
+                let follower = live::Follower {
+                    source: live::Source {
+                        address: source.address.clone(),
+                        server_name: source.server_name.clone(),
+                        tls: self.tls.clone(),
+                    },
+                    store: self.store.clone(),
+                    live: self.live.clone(),
+                    reference: self.reference.shared(),
+                    partnership: self.policy.shared(),
+                    settings: self.config.assessment.settings(),
+                };
+                shutdown.spawn(follower.run(shutdown.clone()));
+            }
+            None => tracing::warn!(
+                "no [sharing] source configured: scores use the reference data alone and no alert is raised"
+            ),
+        }
+        let risk = service::Risk::new(service::Parts {
+            reference: self.reference.shared(),
+            partnership: self.policy.shared(),
+            live: self.live.clone(),
+            settings: self.config.assessment.settings(),
+            tokens: self.tokens,
+            alerts: self.store.alerts(),
+            streams: self.config.streams,
+            shutdown: shutdown.clone(),
+        });
+        let guard = WorkloadGuard::new(self.config.allowed_workloads.clone());
+        let svc = RiskServiceServer::with_interceptor(risk, guard.principals());
+        let callers = Callers::Workloads(guard);
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "risk service listening");
         let result = orex_kit::server::serve(
             listener,
-            self.tls,
+            self.tls.server(),
             callers,
             Routes::new(svc),
             &[SERVICE_NAME],

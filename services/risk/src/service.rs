@@ -1,25 +1,30 @@
 //! The gRPC handlers of `orex.risk.v1.RiskService`: each checks the role,
 //! validates the request (INVALID_ARGUMENT naming the field) and computes
-//! from the reference data and the policy in force. `SubscribeRiskAlerts`
-//! answers UNIMPLEMENTED `METHOD_NOT_SERVED` until the live slice lands.
+//! from the reference data, the policy and the live disruptions in force;
+//! `SubscribeRiskAlerts` streams the alert log like the report stream.
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use orex_kit::forwarded::principal_of;
 use orex_kit::page_token::PageTokens;
-use orex_kit::status::{self, Reason};
+
 use orex_membership::{Partnership, Principal, Role};
 use orex_proto::common::v1::{Mineral, Stage};
 use orex_proto::risk::v1::risk_service_server::RiskService;
 use orex_proto::risk::v1::*;
 use prost_types::Timestamp;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::assess::{AssessError, Assessor, Settings};
 use crate::error::RiskError;
+use crate::live::SharedLive;
+use crate::reference::Price;
 use crate::reference::ReferenceData;
 use crate::scenario;
+use orex_kit::Shutdown;
+use orex_kit::store::{EventLog, decode_value};
+use orex_kit::stream::{StreamConfig, follow};
 
 /// Reference data in force, with when it was loaded.
 #[derive(Debug)]
@@ -41,8 +46,33 @@ pub type SharedPartnership = Arc<ArcSwap<Partnership>>;
 pub struct Risk {
     reference: SharedReference,
     partnership: SharedPartnership,
+    live: SharedLive,
     settings: Settings,
     tokens: Arc<PageTokens>,
+    alerts: Arc<EventLog>,
+    streams: StreamConfig,
+    shutdown: Shutdown,
+}
+
+/// What a risk service computes with and serves from, for [`Risk::new`].
+#[derive(Debug, Clone)]
+pub struct Parts {
+    /// The reference data in force.
+    pub reference: SharedReference,
+    /// The policy in force.
+    pub partnership: SharedPartnership,
+    /// The live disruptions in force.
+    pub live: SharedLive,
+    /// Thresholds.
+    pub settings: Settings,
+    /// Page-token sealer.
+    pub tokens: Arc<PageTokens>,
+    /// The alert log.
+    pub alerts: Arc<EventLog>,
+    /// Alert stream settings.
+    pub streams: StreamConfig,
+    /// Ends streams at shutdown.
+    pub shutdown: Shutdown,
 }
 
 /// Largest page of `ListSupplyRisks`.
@@ -51,18 +81,17 @@ const MAX_PAGE_SIZE: u32 = 500;
 const DEFAULT_PAGE_SIZE: u32 = 50;
 
 impl Risk {
-    /// A service computing with `reference` for the members of `partnership`.
-    pub fn new(
-        reference: SharedReference,
-        partnership: SharedPartnership,
-        settings: Settings,
-        tokens: Arc<PageTokens>,
-    ) -> Self {
+    /// A service computing with `parts`.
+    pub fn new(parts: Parts) -> Self {
         Self {
-            reference,
-            partnership,
-            settings,
-            tokens,
+            reference: parts.reference,
+            partnership: parts.partnership,
+            live: parts.live,
+            settings: parts.settings,
+            tokens: parts.tokens,
+            alerts: parts.alerts,
+            streams: parts.streams,
+            shutdown: parts.shutdown,
         }
     }
 
@@ -87,7 +116,7 @@ impl Risk {
         f: impl FnOnce(&Assessor<'_>) -> Result<R, RiskError>,
     ) -> Result<R, RiskError> {
         let reference = self.reference.load();
-        let disruptions = Vec::new();
+        let disruptions = self.live.load();
         let a = Assessor {
             data: &reference.data,
             partnership,
@@ -97,6 +126,57 @@ impl Risk {
         };
         f(&a)
     }
+}
+
+/// A validated alert filter.
+#[derive(Debug, Clone)]
+struct AlertFilter {
+    kinds: Vec<i32>,
+    minerals: Vec<i32>,
+    stages: Vec<i32>,
+    members: Vec<String>,
+}
+
+impl AlertFilter {
+    fn matches(&self, a: &RiskAlert) -> bool {
+        let price = a.kind == RiskAlertKind::PriceDumping as i32;
+        (self.kinds.is_empty() || self.kinds.contains(&a.kind))
+            && (self.minerals.is_empty() || self.minerals.contains(&a.mineral))
+            && (price || self.stages.is_empty() || self.stages.contains(&a.stage))
+            && (price || self.members.is_empty() || self.members.contains(&a.member))
+    }
+}
+
+fn alert_filter(f: RiskAlertFilter) -> Result<AlertFilter, RiskError> {
+    for (i, k) in f.kinds.iter().enumerate() {
+        if !matches!(RiskAlertKind::try_from(*k), Ok(k) if k != RiskAlertKind::Unspecified) {
+            return Err(RiskError::invalid(
+                format!("filter.kinds[{i}]"),
+                format!("{k} is not an alert kind"),
+            ));
+        }
+    }
+    for (i, m) in f.minerals.iter().enumerate() {
+        mineral_field(&format!("filter.minerals[{i}]"), *m)?;
+    }
+    for (i, s) in f.stages.iter().enumerate() {
+        stage_field(&format!("filter.stages[{i}]"), *s)?
+            .ok_or_else(|| RiskError::invalid(format!("filter.stages[{i}]"), "is unspecified"))?;
+    }
+    for (i, m) in f.members.iter().enumerate() {
+        if !orex_membership::policy::is_country_code(m) && !(2..=8).contains(&m.len()) {
+            return Err(RiskError::invalid(
+                format!("filter.members[{i}]"),
+                "is not a member code",
+            ));
+        }
+    }
+    Ok(AlertFilter {
+        kinds: f.kinds,
+        minerals: f.minerals,
+        stages: f.stages,
+        members: f.members,
+    })
 }
 
 /// A required mineral field.
@@ -164,6 +244,25 @@ fn decode_cursor(c: &[u8]) -> Option<OrderKey> {
     let stage = i32::from_be_bytes(c.get(12..16)?.try_into().ok()?);
     let member = String::from_utf8(c.get(16..)?.to_vec()).ok()?;
     Some((std::cmp::Reverse(bits), mineral, stage, member))
+}
+
+/// A reference price as the contract describes it.
+pub fn reference_price(mineral: Mineral, p: &Price, version: &str) -> ReferencePrice {
+    ReferencePrice {
+        mineral: mineral as i32,
+        product_form: p.product_form.clone(),
+        usd_per_tonne: p.usd_per_tonne,
+        dumping_margin: p.dumping_margin,
+        dumping_threshold_usd_per_tonne: p.usd_per_tonne * (1.0 - p.dumping_margin),
+        effective_from: p.effective_from.parse().ok(),
+        basis: if p.estimate {
+            format!("{} (an estimate)", p.basis)
+        } else {
+            p.basis.clone()
+        },
+        source_ids: vec![p.source.clone()],
+        reference_data_version: version.to_owned(),
+    }
 }
 
 /// The data set's identity and sources, as the contract describes them.
@@ -402,21 +501,7 @@ impl Risk {
                 crate::assess::mineral_name(mineral)
             ))
         })?;
-        Ok(ReferencePrice {
-            mineral: mineral as i32,
-            product_form: p.product_form.clone(),
-            usd_per_tonne: p.usd_per_tonne,
-            dumping_margin: p.dumping_margin,
-            dumping_threshold_usd_per_tonne: p.usd_per_tonne * (1.0 - p.dumping_margin),
-            effective_from: p.effective_from.parse().ok(),
-            basis: if p.estimate {
-                format!("{} (an estimate)", p.basis)
-            } else {
-                p.basis.clone()
-            },
-            source_ids: vec![p.source.clone()],
-            reference_data_version: reference.data.version.clone(),
-        })
+        Ok(reference_price(mineral, p, &reference.data.version))
     }
 }
 
@@ -470,11 +555,40 @@ impl RiskService for Risk {
         req: Request<SubscribeRiskAlertsRequest>,
     ) -> Result<Response<Self::SubscribeRiskAlertsStream>, Status> {
         Self::analyst(&req)?;
-        Err(status::error(
-            Code::Unimplemented,
-            Reason::MethodNotServed,
-            "risk alerts are not built yet",
-        ))
+        let req = req.into_inner();
+        let filter = alert_filter(req.filter.unwrap_or_default())?;
+        let latest = self.alerts.published();
+        let after = match req.after_sequence {
+            Some(s) if s > latest => {
+                return Err(RiskError::OutOfRange(format!(
+                    "after_sequence {s} is beyond the end of the alert log ({latest}); resume from a sequence you received"
+                ))
+                .into());
+            }
+            Some(s) => s,
+            None => latest,
+        };
+        Ok(Response::new(follow(
+            self.alerts.clone(),
+            after,
+            self.streams,
+            self.shutdown.clone(),
+            move |seq, bytes| {
+                let alert: RiskAlert = match decode_value(bytes) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!(error = %e, sequence = seq, "undecodable risk alert");
+                        return Some(Err(RiskError::Internal(e.to_string()).into()));
+                    }
+                };
+                filter
+                    .matches(&alert)
+                    .then_some(Ok(SubscribeRiskAlertsResponse {
+                        sequence: seq,
+                        alert: Some(alert),
+                    }))
+            },
+        )))
     }
 
     async fn get_reference_data_version(

@@ -24,6 +24,11 @@ pub struct SharingConfig {
     /// Default: only the gateway.
     #[serde(default = "default_allowed")]
     pub allowed_workloads: Vec<String>,
+    /// Workloads that follow the report stream as themselves (the risk
+    /// service): they may call only `SubscribeReports`, and see only CLEAR
+    /// and GREEN reports — what every member may see. Default: none.
+    #[serde(default)]
+    pub reader_workloads: Vec<String>,
     /// How report streams treat slow clients (`buffer_events`,
     /// `slow_consumer_seconds`).
     #[serde(default)]
@@ -53,7 +58,7 @@ impl SharingConfig {
                 "allowed_workloads: at least one workload must be allowed".into(),
             ));
         }
-        for w in &c.allowed_workloads {
+        for w in c.allowed_workloads.iter().chain(&c.reader_workloads) {
             if orex_kit::identity::parse_identity(&format!(
                 "{}workload/{w}",
                 orex_kit::identity::SPIFFE_PREFIX
@@ -61,7 +66,7 @@ impl SharingConfig {
             .is_none()
             {
                 return Err(orex_kit::KitError::Config(format!(
-                    "allowed_workloads: {w:?} is not a workload name (write \"gateway\", not a URI)"
+                    "allowed_workloads/reader_workloads: {w:?} is not a workload name (write \"gateway\", not a URI)"
                 )));
             }
         }

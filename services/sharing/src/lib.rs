@@ -19,7 +19,7 @@ pub mod validate;
 
 use std::sync::Arc;
 
-use orex_kit::forwarded::{WorkloadGuard, with_principal};
+use orex_kit::forwarded::WorkloadGuard;
 use orex_kit::page_token::PageTokens;
 use orex_kit::server::Callers;
 use orex_kit::{KitError, Shutdown};
@@ -83,8 +83,10 @@ impl Prepared {
             self.config.streams,
             shutdown.clone(),
         );
-        let svc = SharingServiceServer::with_interceptor(sharing, with_principal);
-        let callers = Callers::Workloads(WorkloadGuard::new(self.config.allowed_workloads.clone()));
+        let guard = WorkloadGuard::new(self.config.allowed_workloads.clone())
+            .acting_as_themselves(self.config.reader_workloads.clone());
+        let svc = SharingServiceServer::with_interceptor(sharing, guard.principals());
+        let callers = Callers::Workloads(guard);
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "sharing service listening");
         let result = orex_kit::server::serve(
             listener,

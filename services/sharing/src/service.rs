@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use orex_kit::Shutdown;
-use orex_kit::forwarded::principal_of;
+use orex_kit::forwarded::{principal_of, workload_of};
 use orex_kit::page_token::PageTokens;
 use orex_kit::status::Reason;
 use orex_kit::store::decode_value;
@@ -28,6 +28,24 @@ use crate::validate;
 const MAX_SCAN: usize = 10_000;
 
 /// The sharing service's state, shared by every call.
+/// Who reads a report stream.
+#[derive(Debug, Clone)]
+enum Viewer {
+    /// A member principal, forwarded by the gateway.
+    Member(Principal),
+    /// A workload reading as itself (`reader_workloads`): it sees only
+    /// partnership-wide reports, so nothing it computes can reveal a
+    /// restricted one.
+    Workload(String),
+}
+
+/// A report every member may see (CLEAR or GREEN).
+fn partnership_wide(r: &Report) -> bool {
+    r.content
+        .as_ref()
+        .is_some_and(|c| matches!(c.marking(), Marking::Clear | Marking::Green))
+}
+
 #[derive(Debug, Clone)]
 pub struct Sharing {
     store: ReportStore,
@@ -122,12 +140,25 @@ impl Sharing {
 
     /// True when `who` may see both this version and the report's latest:
     /// the rule get and history apply, so streams apply it too.
-    fn visible_now(&self, who: &Principal, r: &Report) -> bool {
-        self.visible(who, r)
+    fn visible_now(&self, who: &Viewer, r: &Report) -> bool {
+        let visible = |r: &Report| match who {
+            Viewer::Member(p) => self.visible(p, r),
+            Viewer::Workload(_) => partnership_wide(r),
+        };
+        visible(r)
             && match self.store.get(&r.id) {
-                Ok(Some(latest)) => latest.version == r.version || self.visible(who, &latest),
+                Ok(Some(latest)) => latest.version == r.version || visible(&latest),
                 _ => false,
             }
+    }
+
+    /// Who opens a report stream: a member principal with the reader role,
+    /// or a reader workload (which sees only what every member may see).
+    fn stream_viewer<T>(&self, req: &Request<T>) -> Result<Viewer, SharingError> {
+        match workload_of(req) {
+            Some(w) => Ok(Viewer::Workload(w.to_owned())),
+            None => self.caller(req, Role::Reader).map(Viewer::Member),
+        }
     }
 
     /// Refuses an amendment that would show the report to anyone who could
@@ -516,7 +547,7 @@ impl SharingService for Sharing {
         &self,
         req: Request<SubscribeReportsRequest>,
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
-        let who = self.caller(&req, Role::Reader)?;
+        let who = self.stream_viewer(&req)?;
         let req = req.into_inner();
         validate::subscribe_request(&req)?;
         let filter = req.filter.unwrap_or_default();
@@ -534,7 +565,14 @@ impl SharingService for Sharing {
             None => latest,
         };
         let this = self.clone();
-        tracing::debug!(subscriber = %who, after, "report subscription opened");
+        match &who {
+            Viewer::Member(p) => {
+                tracing::debug!(subscriber = %p, after, "report subscription opened")
+            }
+            Viewer::Workload(w) => {
+                tracing::info!(workload = %w, after, "report subscription opened by a reader workload");
+            }
+        }
         let stream = follow(
             log,
             after,

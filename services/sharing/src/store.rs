@@ -277,16 +277,16 @@ fn apply_batch(
                     seq += 1;
                     Applied {
                         out: Ok(o),
-                        appended: true,
+                        appended: 1,
                     }
                 }
                 Ok(Write::Unchanged(o)) => Applied {
                     out: Ok(o),
-                    appended: false,
+                    appended: 0,
                 },
                 Err(e) => Applied {
                     out: Err(e),
-                    appended: false,
+                    appended: 0,
                 },
             };
             answers.push(applied);

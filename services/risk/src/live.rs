@@ -1,0 +1,349 @@
+//! Live disruptions: the risk service follows the sharing service's report
+//! stream over mutual TLS as the workload `risk` (not through a member's
+//! token), from the last sequence it processed. The sharing service shows a
+//! reader workload only CLEAR and GREEN reports; this side checks again.
+//!
+//! Each event is turned into the change it makes (a disruption in force,
+//! replaced or gone) and the alerts it raises (threshold crossings and
+//! dependence ceilings, from the scores before and after; price dumping),
+//! and recorded in one transaction with the sequence
+//! ([`crate::store::RiskStore::record`]). Only then do answers see it. A
+//! restart of either side resumes from the recorded sequence; a replayed
+//! event is recognised by its sequence and applied once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use orex_kit::status::reason_of;
+use orex_kit::tls::LoadedTls;
+use orex_kit::{KitError, Shutdown};
+use orex_membership::Partnership;
+use orex_proto::common::v1::{Marking, Mineral, Stage};
+use orex_proto::risk::v1 as pb;
+use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
+use orex_proto::sharing::v1::{
+    Category, Report, ReportStatus, SubscribeReportsRequest, SubscribeReportsResponse,
+};
+use prost_types::Timestamp;
+use tonic::transport::Endpoint;
+
+use crate::assess::{Assessor, Disruption, Settings};
+use crate::reference::ReferenceData;
+use crate::service::{Loaded, SharedPartnership, SharedReference};
+use crate::store::{Processed, RiskStore};
+
+/// The disruptions in force, as every answer sees them.
+pub type SharedLive = Arc<ArcSwap<Vec<Disruption>>>;
+
+/// The first wait before reconnecting to the sharing service; doubled up
+/// to [`MAX_BACKOFF`] while it stays unreachable.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Where and as whom to follow the report stream.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// `https://host:port` of the sharing service.
+    pub address: String,
+    /// The DNS name in its certificate.
+    pub server_name: String,
+    /// This service's own certificate (workload `risk`) and the CA.
+    pub tls: LoadedTls,
+}
+
+/// A report every member may see.
+fn partnership_wide(r: &Report) -> bool {
+    r.content
+        .as_ref()
+        .is_some_and(|c| matches!(c.marking(), Marking::Clear | Marking::Green))
+}
+
+/// The disruption a report version stands for, if it moves scores: an
+/// active (or amended) CLEAR or GREEN export restriction or production
+/// outage of a known mineral.
+pub fn disruption_of(r: &Report) -> Option<Disruption> {
+    let c = r.content.as_ref()?;
+    if !partnership_wide(r) || !matches!(r.status(), ReportStatus::Active | ReportStatus::Amended) {
+        return None;
+    }
+    let export_restriction = match c.category() {
+        Category::ExportRestriction => true,
+        Category::ProductionOutage => false,
+        _ => return None,
+    };
+    let mineral = Mineral::try_from(c.mineral)
+        .ok()
+        .filter(|m| *m != Mineral::Unspecified)?;
+    let stage = Stage::try_from(c.stage)
+        .ok()
+        .filter(|s| *s != Stage::Unspecified);
+    Some(Disruption {
+        report_id: r.id.clone(),
+        report_version: r.version,
+        mineral,
+        stage,
+        origin_country: c.origin_country.clone(),
+        volume_impact_tonnes_per_month: c.volume_impact_tonnes_per_month,
+        export_restriction,
+        severity: c.severity,
+        cut_fraction: 0.0,
+    })
+}
+
+/// The disruptions of the reports in force, in a stable order.
+pub fn disruptions(in_force: &BTreeMap<String, Report>) -> Vec<Disruption> {
+    in_force.values().filter_map(disruption_of).collect()
+}
+
+fn new_alert(kind: pb::RiskAlertKind, now: Timestamp) -> pb::RiskAlert {
+    pb::RiskAlert {
+        id: uuid::Uuid::now_v7().hyphenated().to_string(),
+        kind: kind as i32,
+        raised_at: Some(now),
+        ..Default::default()
+    }
+}
+
+/// Alerts for every score of `minerals` whose threshold or dependence
+/// ceiling was crossed between `before` and `after`.
+pub fn crossings(
+    before: &Assessor<'_>,
+    after: &Assessor<'_>,
+    minerals: &BTreeSet<Mineral>,
+    cause_report_ids: &[String],
+) -> Vec<pb::RiskAlert> {
+    let mut out = Vec::new();
+    let members: Vec<String> = after
+        .partnership
+        .members()
+        .filter(|m| m.is_active())
+        .map(|m| m.code.clone())
+        .collect();
+    for &mineral in minerals {
+        for stage in after.stages(mineral) {
+            for member in &members {
+                let (Ok(b), Ok(a)) = (
+                    before.assess(member, mineral, stage),
+                    after.assess(member, mineral, stage),
+                ) else {
+                    continue;
+                };
+                let exceeds = |s: &pb::SupplyRisk| {
+                    s.largest_supplier
+                        .as_ref()
+                        .is_some_and(|l| l.exceeds_ceiling)
+                };
+                let mut kinds = Vec::new();
+                match (b.above_threshold, a.above_threshold) {
+                    (false, true) => kinds.push(pb::RiskAlertKind::ThresholdExceeded),
+                    (true, false) => kinds.push(pb::RiskAlertKind::ThresholdCleared),
+                    _ => {}
+                }
+                if !exceeds(&b) && exceeds(&a) {
+                    kinds.push(pb::RiskAlertKind::DependenceCeilingExceeded);
+                }
+                for kind in kinds {
+                    let mut alert = new_alert(kind, after.now);
+                    alert.mineral = mineral as i32;
+                    alert.stage = stage as i32;
+                    alert.member = member.clone();
+                    alert.detail = Some(pb::risk_alert::Detail::ThresholdCrossing(
+                        pb::ThresholdCrossing {
+                            previous_supply_risk: b.supply_risk,
+                            supply_risk: Some(a.clone()),
+                            cause_report_ids: cause_report_ids.to_vec(),
+                        },
+                    ));
+                    out.push(alert);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A price-dumping alert when a report in force carries an observed price
+/// below its mineral's dumping threshold.
+pub fn dumping(r: &Report, data: &ReferenceData, now: Timestamp) -> Option<pb::RiskAlert> {
+    let c = r.content.as_ref()?;
+    if !partnership_wide(r) || !matches!(r.status(), ReportStatus::Active | ReportStatus::Amended) {
+        return None;
+    }
+    let observed = c.observed_price.as_ref()?;
+    let mineral = Mineral::try_from(c.mineral).ok()?;
+    let p = data.prices.get(&mineral)?;
+    let threshold = p.usd_per_tonne * (1.0 - p.dumping_margin);
+    if !observed.usd_per_tonne.is_finite() || observed.usd_per_tonne >= threshold {
+        return None;
+    }
+    let mut alert = new_alert(pb::RiskAlertKind::PriceDumping, now);
+    alert.mineral = mineral as i32;
+    alert.detail = Some(pb::risk_alert::Detail::PriceDumping(pb::PriceDumping {
+        mineral: mineral as i32,
+        report_id: r.id.clone(),
+        origin_country: c.origin_country.clone(),
+        observed_usd_per_tonne: observed.usd_per_tonne,
+        observed_at: observed.observed_at,
+        reference_price: Some(crate::service::reference_price(mineral, p, &data.version)),
+        discount: 1.0 - observed.usd_per_tonne / p.usd_per_tonne,
+    }));
+    Some(alert)
+}
+
+/// Follows the report stream and applies it, as one task per service.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    /// Where the stream comes from.
+    pub source: Source,
+    /// The store (cursor, disruptions, alerts).
+    pub store: RiskStore,
+    /// The disruptions answers see; replaced after each recorded event.
+    pub live: SharedLive,
+    /// The reference data in force.
+    pub reference: SharedReference,
+    /// The policy in force.
+    pub partnership: SharedPartnership,
+    /// Thresholds.
+    pub settings: Settings,
+}
+
+impl Follower {
+    /// Runs until `shutdown`: connects, resumes after the recorded
+    /// sequence, applies events, and reconnects (with backoff) whenever the
+    /// stream ends.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let outcome = tokio::select! {
+                _ = shutdown.wait() => return,
+                r = self.follow_once() => r,
+            };
+            match outcome {
+                Ok(applied) if applied > 0 => backoff = FIRST_BACKOFF,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "report stream from the sharing service interrupted")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// One connection: returns how many events it applied before the stream
+    /// ended, or why it failed.
+    async fn follow_once(&self) -> Result<u64, KitError> {
+        let endpoint = orex_kit::transport::dial(
+            Endpoint::from_shared(self.source.address.clone())
+                .map_err(|e| KitError::Config(format!("sharing.address: {e}")))?,
+        )
+        .tls_config(self.source.tls.client(&self.source.server_name))
+        .map_err(|e| KitError::Tls(e.to_string()))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| KitError::Server(format!("cannot reach the sharing service: {e}")))?;
+        let after = self.store.cursor()?;
+        let mut stream = SharingServiceClient::new(channel)
+            .subscribe_reports(SubscribeReportsRequest {
+                filter: None,
+                after_sequence: Some(after),
+            })
+            .await
+            .map_err(|s| refused(&s))?
+            .into_inner();
+        tracing::info!(
+            after_sequence = after,
+            "following the sharing service's report stream"
+        );
+        let mut applied = 0;
+        while let Some(item) = stream.next().await {
+            let event = item.map_err(|s| refused(&s))?;
+            self.apply(event).await?;
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    /// Applies one event: records it with its alerts, then lets answers see it.
+    pub async fn apply(&self, event: SubscribeReportsResponse) -> Result<(), KitError> {
+        let Some(report) = event.report else {
+            return Err(KitError::Corrupt(format!(
+                "report event {} carries no report",
+                event.sequence
+            )));
+        };
+        if !partnership_wide(&report) {
+            // The sharing service shows a reader workload nothing else.
+            tracing::error!(report = %report.id, "the sharing service sent a restricted report to the risk service; ignored");
+        }
+        let reference: Arc<Loaded> = self.reference.load_full();
+        let partnership: Arc<Partnership> = self.partnership.load_full();
+        let mut in_force = self.store.in_force()?;
+        let before = disruptions(&in_force);
+        let previous_mineral = in_force
+            .get(&report.id)
+            .and_then(|r| r.content.as_ref())
+            .map(|c| c.mineral);
+        let now_in_force = disruption_of(&report).map(|_| report.clone());
+        match &now_in_force {
+            Some(r) => in_force.insert(report.id.clone(), r.clone()),
+            None => in_force.remove(&report.id),
+        };
+        let after = disruptions(&in_force);
+        let now = Timestamp::from(std::time::SystemTime::now());
+        let mut alerts = Vec::new();
+        if before != after {
+            let minerals: BTreeSet<Mineral> = previous_mineral
+                .into_iter()
+                .chain(report.content.as_ref().map(|c| c.mineral))
+                .filter_map(|m| Mineral::try_from(m).ok())
+                .collect();
+            let assessor = |d| Assessor {
+                data: &reference.data,
+                partnership: &partnership,
+                disruptions: d,
+                settings: self.settings,
+                now,
+            };
+            alerts.extend(crossings(
+                &assessor(&before),
+                &assessor(&after),
+                &minerals,
+                std::slice::from_ref(&report.id),
+            ));
+        }
+        if partnership_wide(&report) {
+            alerts.extend(dumping(&report, &reference.data, now));
+        }
+        let recorded = self
+            .store
+            .record(Processed {
+                sequence: event.sequence,
+                report_id: report.id.clone(),
+                in_force: now_in_force,
+                alerts,
+            })
+            .await?;
+        if recorded {
+            self.live.store(Arc::new(after));
+        }
+        Ok(())
+    }
+}
+
+/// A stream status as the operator should read it.
+fn refused(status: &tonic::Status) -> KitError {
+    KitError::Server(format!(
+        "sharing service answered {:?} ({}): {}",
+        status.code(),
+        reason_of(status).map_or("no reason", |r| r.as_str()),
+        status.message()
+    ))
+}
