@@ -439,3 +439,43 @@ async fn only_the_risk_workload_reads_the_report_stream_and_only_what_everyone_m
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_new_reference_data_version_that_crosses_a_threshold_raises_an_alert_without_a_cause() {
+    let (stack, _, restricted) = spawn().await;
+    let mut alerts = subscribe(&stack, &["US"], Some(0)).await;
+    let mut alice = stack.client("us-alice").await;
+    publish(&mut alice, restriction(Marking::Green, &[])).await;
+    assert_eq!(
+        crossing(&next(&mut alerts).await).0,
+        RiskAlertKind::ThresholdExceeded
+    );
+    // Gallium's substitution index halved: the US score falls below the
+    // threshold with the restriction still in force.
+    let path = stack.layout.config("reference.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = "stage = \"processing\"\nsubstitution_index = 1.0\n";
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "one gallium processing entry"
+    );
+    let text = text
+        .replacen(
+            from,
+            "stage = \"processing\"\nsubstitution_index = 0.5\n",
+            1,
+        )
+        .replacen("version = \"", "version = \"e2e-", 1);
+    std::fs::write(&path, text).unwrap();
+    stack.reload_reference_data().unwrap();
+    let cleared = next(&mut alerts).await;
+    let (kind, c) = crossing(&cleared);
+    assert_eq!(kind, RiskAlertKind::ThresholdCleared);
+    assert!(c.cause_report_ids.is_empty(), "{:?}", c.cause_report_ids);
+    close(c.previous_supply_risk, restricted);
+    let now = c.supply_risk.as_ref().unwrap();
+    close(now.supply_risk, restricted * 0.5);
+    assert!(now.reference_data_version.starts_with("e2e-"));
+    stack.stop().await;
+}

@@ -136,7 +136,11 @@ pub struct LiveFile<T> {
     file: std::sync::Arc<WatchedFile>,
     value: std::sync::Arc<arc_swap::ArcSwap<T>>,
     parse: std::sync::Arc<Parse<T>>,
+    on_change: std::sync::Arc<std::sync::OnceLock<Box<OnChange<T>>>>,
 }
+
+/// Called with the value replaced and its replacement.
+type OnChange<T> = dyn Fn(std::sync::Arc<T>, std::sync::Arc<T>) + Send + Sync;
 
 impl<T> Clone for LiveFile<T> {
     fn clone(&self) -> Self {
@@ -144,6 +148,7 @@ impl<T> Clone for LiveFile<T> {
             file: self.file.clone(),
             value: self.value.clone(),
             parse: self.parse.clone(),
+            on_change: self.on_change.clone(),
         }
     }
 }
@@ -172,6 +177,7 @@ impl<T: Send + Sync + 'static> LiveFile<T> {
             file: std::sync::Arc::new(WatchedFile::new(path, &bytes)),
             value: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(value)),
             parse: std::sync::Arc::new(parse),
+            on_change: std::sync::Arc::new(std::sync::OnceLock::new()),
         })
     }
 
@@ -187,8 +193,23 @@ impl<T: Send + Sync + 'static> LiveFile<T> {
     }
 
     fn install(&self, bytes: &[u8]) -> Result<(), KitError> {
-        self.value.store(std::sync::Arc::new((self.parse)(bytes)?));
+        let new = std::sync::Arc::new((self.parse)(bytes)?);
+        let old = self.value.swap(new.clone());
+        if let Some(f) = self.on_change.get() {
+            f(old, new);
+        }
         Ok(())
+    }
+
+    /// Calls `f` with the old and the new value after each change applied
+    /// (by the watcher or by [`reload`](Self::reload)); set once.
+    pub fn on_change(
+        &self,
+        f: impl Fn(std::sync::Arc<T>, std::sync::Arc<T>) + Send + Sync + 'static,
+    ) -> Result<(), KitError> {
+        self.on_change
+            .set(Box::new(f))
+            .map_err(|_| KitError::Config("a change handler is already set".into()))
     }
 
     /// Watches the file until `shutdown`, applying each change.

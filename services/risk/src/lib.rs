@@ -127,25 +127,48 @@ impl Prepared {
         let [policy_hangups, reference_hangups] = self.hangups;
         self.policy.watch(policy_hangups, &shutdown);
         self.reference.watch(reference_hangups, &shutdown);
-        match &self.config.sharing {
-            Some(source) => {
-                let follower = live::Follower {
-                    source: live::Source {
-                        address: source.address.clone(),
-                        server_name: source.server_name.clone(),
-                        tls: self.tls.clone(),
+        let follower = live::Follower {
+            source: self.config.sharing.as_ref().map(|s| live::Source {
+                address: s.address.clone(),
+                server_name: s.server_name.clone(),
+                tls: self.tls.clone(),
+            }),
+            store: self.store.clone(),
+            live: self.live.clone(),
+            reference: self.reference.shared(),
+            partnership: self.policy.shared(),
+            settings: self.config.assessment.settings(),
+            judging: Arc::default(),
+        };
+        // A new reference data version can cross thresholds too: judged
+        // in order with report events, by one task.
+        let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
+        self.reference.on_change(move |old, new| {
+            let _ = changes.send((old, new));
+        })?;
+        let judge = follower.clone();
+        let until = shutdown.clone();
+        shutdown.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = until.wait() => return,
+                    next = changed.recv() => match next {
+                        Some((old, new)) => {
+                            if let Err(e) = judge.reference_changed(old, new).await {
+                                tracing::error!(error = %e, "could not record the alerts of a reference data change");
+                            }
+                        }
+                        None => return,
                     },
-                    store: self.store.clone(),
-                    live: self.live.clone(),
-                    reference: self.reference.shared(),
-                    partnership: self.policy.shared(),
-                    settings: self.config.assessment.settings(),
-                };
-                shutdown.spawn(follower.run(shutdown.clone()));
+                }
             }
-            None => tracing::warn!(
-                "no [sharing] source configured: scores use the reference data alone and no alert is raised"
-            ),
+        });
+        if follower.source.is_some() {
+            shutdown.spawn(follower.run(shutdown.clone()));
+        } else {
+            tracing::warn!(
+                "no [sharing] source configured: scores use the reference data alone, and only reference data changes raise alerts"
+            );
         }
         let risk = service::Risk::new(service::Parts {
             reference: self.reference.shared(),

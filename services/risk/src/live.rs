@@ -33,7 +33,7 @@ use tonic::transport::Endpoint;
 use crate::assess::{Assessor, Disruption, Settings};
 use crate::reference::ReferenceData;
 use crate::service::{Loaded, SharedPartnership, SharedReference};
-use crate::store::{Processed, RiskStore};
+use crate::store::{Change, Processed, RiskStore};
 
 /// The disruptions in force, as every answer sees them.
 pub type SharedLive = Arc<ArcSwap<Vec<Disruption>>>;
@@ -196,8 +196,8 @@ pub fn dumping(r: &Report, data: &ReferenceData, now: Timestamp) -> Option<pb::R
 /// Follows the report stream and applies it, as one task per service.
 #[derive(Debug, Clone)]
 pub struct Follower {
-    /// Where the stream comes from.
-    pub source: Source,
+    /// Where the stream comes from (none: no live disruptions).
+    pub source: Option<Source>,
     /// The store (cursor, disruptions, alerts).
     pub store: RiskStore,
     /// The disruptions answers see; replaced after each recorded event.
@@ -208,9 +208,54 @@ pub struct Follower {
     pub partnership: SharedPartnership,
     /// Thresholds.
     pub settings: Settings,
+    /// Held while alerts are computed and recorded, so report events and
+    /// reference data changes are judged one after the other.
+    pub judging: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Follower {
+    /// Records the alerts a new version of the reference data raises
+    /// (crossings of every score, with no cause report).
+    pub async fn reference_changed(
+        &self,
+        old: Arc<Loaded>,
+        new: Arc<Loaded>,
+    ) -> Result<(), KitError> {
+        let _judging = self.judging.lock().await;
+        let partnership = self.partnership.load_full();
+        let live = self.live.load_full();
+        let now = Timestamp::from(std::time::SystemTime::now());
+        let before = Assessor {
+            data: &old.data,
+            partnership: &partnership,
+            disruptions: &live,
+            settings: self.settings,
+            now,
+        };
+        let after = Assessor {
+            data: &new.data,
+            ..before
+        };
+        let minerals: BTreeSet<Mineral> = old
+            .data
+            .supply
+            .keys()
+            .chain(new.data.supply.keys())
+            .map(|(m, _)| *m)
+            .collect();
+        let alerts = crossings(&before, &after, &minerals, &[]);
+        if !alerts.is_empty() {
+            tracing::info!(alerts = alerts.len(), version = %new.data.version, "reference data change crossed thresholds");
+            self.store
+                .record(Processed {
+                    change: Change::ReferenceData,
+                    alerts,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Runs until `shutdown`: connects, resumes after the recorded
     /// sequence, applies events, and reconnects (with backoff) whenever the
     /// stream ends.
@@ -239,11 +284,14 @@ impl Follower {
     /// One connection: returns how many events it applied before the stream
     /// ended, or why it failed.
     async fn follow_once(&self) -> Result<u64, KitError> {
+        let Some(source) = &self.source else {
+            return Ok(0);
+        };
         let endpoint = orex_kit::transport::dial(
-            Endpoint::from_shared(self.source.address.clone())
+            Endpoint::from_shared(source.address.clone())
                 .map_err(|e| KitError::Config(format!("sharing.address: {e}")))?,
         )
-        .tls_config(self.source.tls.client(&self.source.server_name))
+        .tls_config(source.tls.client(&source.server_name))
         .map_err(|e| KitError::Tls(e.to_string()))?;
         let channel = endpoint
             .connect()
@@ -273,6 +321,7 @@ impl Follower {
 
     /// Applies one event: records it with its alerts, then lets answers see it.
     pub async fn apply(&self, event: SubscribeReportsResponse) -> Result<(), KitError> {
+        let _judging = self.judging.lock().await;
         let Some(report) = event.report else {
             return Err(KitError::Corrupt(format!(
                 "report event {} carries no report",
@@ -325,9 +374,11 @@ impl Follower {
         let recorded = self
             .store
             .record(Processed {
-                sequence: event.sequence,
-                report_id: report.id.clone(),
-                in_force: now_in_force,
+                change: Change::Report {
+                    sequence: event.sequence,
+                    report_id: report.id.clone(),
+                    in_force: now_in_force,
+                },
                 alerts,
             })
             .await?;

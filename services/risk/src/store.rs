@@ -18,17 +18,29 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 /// Key of the last processed sharing sequence in the `meta` tree.
 const CURSOR: &[u8] = b"report_stream_after_sequence";
 
-/// One processed event of the sharing report stream.
+/// What changed scores.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// An event of the sharing report stream.
+    Report {
+        /// Its sequence in the sharing service's report log.
+        sequence: u64,
+        /// The report it concerns.
+        report_id: String,
+        /// The report's version that now moves scores, or `None` when the
+        /// report no longer does (resolved, retracted, not a disruption).
+        in_force: Option<Report>,
+    },
+    /// A new version of the reference data.
+    ReferenceData,
+}
+
+/// A change, with the alerts it raised (appended to the alert log in order).
 #[derive(Debug, Clone)]
 pub struct Processed {
-    /// Its sequence in the sharing service's report log.
-    pub sequence: u64,
-    /// The report it concerns.
-    pub report_id: String,
-    /// The report's version that now moves scores, or `None` when the
-    /// report no longer does (resolved, retracted, no longer a disruption).
-    pub in_force: Option<Report>,
-    /// The alerts it raised, appended to the alert log in order.
+    /// What changed.
+    pub change: Change,
+    /// The alerts it raised.
     pub alerts: Vec<RiskAlert>,
 }
 
@@ -88,9 +100,9 @@ impl RiskStore {
         self.alerts.clone()
     }
 
-    /// Records `p` durably (with its alerts); false when its sequence was
-    /// already processed (a replay after a restart), in which case nothing
-    /// is written.
+    /// Records `p` durably (with its alerts); false when it is a report
+    /// event whose sequence was already processed (a replay after a
+    /// restart), in which case nothing is written.
     pub async fn record(&self, p: Processed) -> Result<bool, KitError> {
         self.writer.submit(p).await
     }
@@ -125,27 +137,34 @@ fn apply(
         let mut seq = first;
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
-            if op.sequence <= cursor {
-                answers.push(Applied {
-                    out: false,
-                    appended: 0,
-                });
-                continue;
-            }
-            match &op.in_force {
-                Some(report) => {
-                    active.insert(op.report_id.as_bytes(), encode_value(report))?;
+            if let Change::Report {
+                sequence,
+                report_id,
+                in_force,
+            } = &op.change
+            {
+                if *sequence <= cursor {
+                    answers.push(Applied {
+                        out: false,
+                        appended: 0,
+                    });
+                    continue;
                 }
-                None => {
-                    active.remove(op.report_id.as_bytes())?;
+                match in_force {
+                    Some(report) => {
+                        active.insert(report_id.as_bytes(), encode_value(report))?;
+                    }
+                    None => {
+                        active.remove(report_id.as_bytes())?;
+                    }
                 }
+                cursor = *sequence;
+                meta.insert(CURSOR, &cursor.to_be_bytes())?;
             }
             for alert in &op.alerts {
                 log.insert(&seq_key(seq), encode_value(alert))?;
                 seq += 1;
             }
-            cursor = op.sequence;
-            meta.insert(CURSOR, &cursor.to_be_bytes())?;
             answers.push(Applied {
                 out: true,
                 appended: op.alerts.len() as u64,
@@ -184,9 +203,11 @@ mod tests {
                 ..Default::default()
             };
             let p = Processed {
-                sequence: 7,
-                report_id: "r1".into(),
-                in_force: Some(report.clone()),
+                change: Change::Report {
+                    sequence: 7,
+                    report_id: "r1".into(),
+                    in_force: Some(report.clone()),
+                },
                 alerts: vec![alert("a"), alert("b")],
             };
             assert!(s.record(p.clone()).await.unwrap());
@@ -202,9 +223,11 @@ mod tests {
         assert_eq!(s.cursor().unwrap(), 7);
         assert_eq!(s.alerts().published(), 2);
         let done = Processed {
-            sequence: 9,
-            report_id: "r1".into(),
-            in_force: None,
+            change: Change::Report {
+                sequence: 9,
+                report_id: "r1".into(),
+                in_force: None,
+            },
             alerts: vec![alert("c")],
         };
         assert!(s.record(done).await.unwrap());
@@ -213,5 +236,12 @@ mod tests {
         let last = s.alerts().read_after(2, 10).unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!(decode_value::<RiskAlert>(&last[0].1).unwrap().id, "c");
+        // A reference data change moves no cursor.
+        let reference = Processed {
+            change: Change::ReferenceData,
+            alerts: vec![alert("d")],
+        };
+        assert!(s.record(reference).await.unwrap());
+        assert_eq!((s.cursor().unwrap(), s.alerts().published()), (9, 4));
     }
 }
