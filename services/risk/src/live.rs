@@ -377,7 +377,7 @@ impl Follower {
                 change: Change::Report {
                     sequence: event.sequence,
                     report_id: report.id.clone(),
-                    in_force: now_in_force,
+                    in_force: now_in_force.map(Box::new),
                 },
                 alerts,
             })

@@ -29,7 +29,7 @@ pub enum Change {
         report_id: String,
         /// The report's version that now moves scores, or `None` when the
         /// report no longer does (resolved, retracted, not a disruption).
-        in_force: Option<Report>,
+        in_force: Option<Box<Report>>,
     },
     /// A new version of the reference data.
     ReferenceData,
@@ -206,7 +206,7 @@ mod tests {
                 change: Change::Report {
                     sequence: 7,
                     report_id: "r1".into(),
-                    in_force: Some(report.clone()),
+                    in_force: Some(Box::new(report.clone())),
                 },
                 alerts: vec![alert("a"), alert("b")],
             };
