@@ -7,6 +7,7 @@
 //!   service and the gateway in one process.
 //! - [`bundle`]: a member principal's client bundle and a gateway connection from it.
 //! - [`commands`]: what the `orex` subcommands do.
+//! - [`json`]: `--json` output in the proto3 JSON mapping.
 //! - [`output`]: printing that stops quietly when the reader of stdout has gone.
 
 // Printing goes through `output` (a closed pipe must not panic).
@@ -17,6 +18,7 @@ pub mod commands;
 pub mod devpki;
 pub mod devstack;
 pub mod error;
+pub mod json;
 pub mod output;
 pub mod tokens;
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orex_cli::commands::{self, audit::AuditCommand, report::ReportCommand};
+use orex_cli::commands::{self, audit::AuditCommand, report::ReportCommand, risk::RiskCommand};
 use orex_cli::devstack::{DevLayout, Ports};
 
 /// orex — the critical-minerals partnership's supply-problem exchange.
@@ -42,6 +42,15 @@ enum Command {
         bundle: Option<PathBuf>,
         #[command(subcommand)]
         command: ReportCommand,
+    },
+    /// Supply-risk scores, scenarios, reference prices and alerts, for
+    /// analysts, through the gateway.
+    Risk {
+        /// An analyst's client bundle folder.
+        #[arg(long, env = "OREX_BUNDLE", global = true)]
+        bundle: Option<PathBuf>,
+        #[command(subcommand)]
+        command: RiskCommand,
     },
     /// The access log, for auditors, through the gateway.
     Audit {
@@ -101,6 +110,12 @@ async fn main() -> ExitCode {
             Some(bundle) => commands::report::run(&bundle, command).await,
             None => Err(orex_cli::CliError::Invalid(
                 "--bundle (or OREX_BUNDLE) is required: the folder of your client bundle".into(),
+            )),
+        },
+        Command::Risk { bundle, command } => match bundle {
+            Some(bundle) => commands::risk::run(&bundle, command).await,
+            None => Err(orex_cli::CliError::Invalid(
+                "--bundle (or OREX_BUNDLE) is required: the folder of your analyst bundle".into(),
             )),
         },
         Command::Audit { bundle, command } => match bundle {

@@ -30,9 +30,13 @@ async fn commands_end_quietly_when_their_output_is_closed() {
     }
     let alice_dir = stack.bundle("us-alice");
     let oversight_dir = stack.bundle("us-oversight");
+    let analyst_dir = stack.bundle("us-ana");
     let (alice_dir, oversight_dir) = (alice_dir.to_str().unwrap(), oversight_dir.to_str().unwrap());
-    let commands: [&[&str]; 3] = [
+    let analyst_dir = analyst_dir.to_str().unwrap();
+    let commands: [&[&str]; 5] = [
         &["report", "list", "--bundle", alice_dir],
+        &["risk", "list", "--bundle", analyst_dir],
+        &["risk", "show", "gallium", "--bundle", analyst_dir],
         &["audit", "--bundle", oversight_dir, "query", "--json"],
         &[
             "audit",

@@ -3,4 +3,5 @@
 pub mod audit;
 pub mod dev;
 pub mod report;
+pub mod risk;
 pub mod up;

@@ -257,7 +257,7 @@ fn content_from(a: &PublishArgs) -> Result<ReportContent, CliError> {
 }
 
 /// Parses `gallium` / `amber-strict` as `MINERAL_GALLIUM` / `MARKING_AMBER_STRICT`.
-fn parse_enum<E: ProtoEnum>(
+pub(crate) fn parse_enum<E: ProtoEnum>(
     prefix: &str,
     s: &str,
     from: fn(&str) -> Option<E>,
@@ -286,7 +286,7 @@ fn parse_enum<E: ProtoEnum>(
 }
 
 /// The generated protobuf enums the CLI parses from words.
-trait ProtoEnum: Sized {
+pub(crate) trait ProtoEnum: Sized {
     fn from_number(n: i32) -> Option<Self>;
     fn name(&self) -> &'static str;
 }
@@ -304,7 +304,13 @@ macro_rules! proto_enum {
     )*};
 }
 
-proto_enum!(Mineral, Stage, Category, Marking);
+proto_enum!(
+    Mineral,
+    Stage,
+    Category,
+    Marking,
+    orex_proto::risk::v1::RiskAlertKind
+);
 
 fn strip<'a>(s: &'a str, prefix: &str) -> &'a str {
     s.strip_prefix(prefix).unwrap_or(s)

@@ -175,8 +175,13 @@ pub fn supply_risk(
     })
 }
 
-/// The largest supplier of `sourcing` that is not a partner, and whether its
-/// share exceeds `ceiling` (the EU Critical Raw Materials Act's 0.65).
+/// The code the reference data gives an unattributed remainder ("other
+/// countries"): many suppliers, so never a single supplier.
+pub const REST_OF_WORLD: &str = "ZZ";
+
+/// The largest supplier of `sourcing` that is not a partner (nor the rest of
+/// the world), and whether its share exceeds `ceiling` (the EU Critical Raw
+/// Materials Act's 0.65).
 pub fn largest_outside_supplier(
     sourcing: &Concentration,
     ceiling: f64,
@@ -185,7 +190,7 @@ pub fn largest_outside_supplier(
         .terms
         .iter()
         .map(|t| &t.supplier)
-        .filter(|s| !s.partner)
+        .filter(|s| !s.partner && s.country != REST_OF_WORLD)
         .max_by(|a, b| a.share.total_cmp(&b.share))
         .map(|s| (s, s.share > ceiling))
 }
@@ -315,6 +320,14 @@ mod tests {
         ])
         .unwrap();
         assert!(largest_outside_supplier(&sourcing, 0.65).unwrap().1);
+        // "Other countries" are many suppliers, not one.
+        let sourcing = concentration(&[
+            supplier("ZZ", 0.7, 5.0, false),
+            supplier("BB", 0.3, 6.0, false),
+        ])
+        .unwrap();
+        let (s, exceeds) = largest_outside_supplier(&sourcing, 0.65).unwrap();
+        assert_eq!((s.country.as_str(), exceeds), ("BB", false));
     }
 
     #[test]

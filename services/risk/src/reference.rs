@@ -58,6 +58,11 @@
 //!
 //! (The shape only; figures and their sources: `services/risk/data/`.)
 //!
+//! The country code `ZZ` (user-assigned in ISO 3166-1) stands for the
+//! unattributed remainder of a mix ("other countries"): it enters the
+//! concentration like a country, but is never the single supplier of the
+//! dependence check.
+//!
 //! Any figure may carry `estimate = true`: the file then says it is an
 //! estimate, and so does every answer built on it.
 
