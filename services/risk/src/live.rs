@@ -398,3 +398,209 @@ fn refused(status: &tonic::Status) -> KitError {
         status.message()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assess::tests::{fixtures, restriction};
+    use orex_proto::sharing::v1::{Price, ReportContent};
+
+    fn report(marking: Marking, status: ReportStatus, category: Category) -> Report {
+        Report {
+            id: "r1".into(),
+            version: 2,
+            status: status as i32,
+            content: Some(ReportContent {
+                mineral: Mineral::Gallium as i32,
+                stage: Stage::Unspecified as i32,
+                category: category as i32,
+                severity: 4,
+                origin_country: "AA".into(),
+                volume_impact_tonnes_per_month: -10.0,
+                marking: marking as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn only_active_partnership_wide_restrictions_and_outages_are_disruptions() {
+        let d = disruption_of(&report(
+            Marking::Green,
+            ReportStatus::Amended,
+            Category::ExportRestriction,
+        ))
+        .unwrap();
+        assert_eq!(
+            (d.report_version, d.stage, d.export_restriction),
+            (2, None, true)
+        );
+        assert!(
+            !disruption_of(&report(
+                Marking::Clear,
+                ReportStatus::Active,
+                Category::ProductionOutage
+            ))
+            .unwrap()
+            .export_restriction
+        );
+        for (m, s, c) in [
+            (
+                Marking::Amber,
+                ReportStatus::Active,
+                Category::ExportRestriction,
+            ),
+            (
+                Marking::AmberStrict,
+                ReportStatus::Active,
+                Category::ExportRestriction,
+            ),
+            (
+                Marking::Red,
+                ReportStatus::Active,
+                Category::ExportRestriction,
+            ),
+            (
+                Marking::Green,
+                ReportStatus::Resolved,
+                Category::ExportRestriction,
+            ),
+            (
+                Marking::Green,
+                ReportStatus::Retracted,
+                Category::ProductionOutage,
+            ),
+            (
+                Marking::Green,
+                ReportStatus::Active,
+                Category::LogisticsDisruption,
+            ),
+            (Marking::Green, ReportStatus::Active, Category::PriceDumping),
+        ] {
+            assert!(
+                disruption_of(&report(m, s, c)).is_none(),
+                "{m:?} {s:?} {c:?}"
+            );
+        }
+    }
+
+    fn assessor<'a>(
+        data: &'a ReferenceData,
+        p: &'a Partnership,
+        d: &'a [Disruption],
+        settings: Settings,
+    ) -> Assessor<'a> {
+        Assessor {
+            data,
+            partnership: p,
+            disruptions: d,
+            settings,
+            now: Timestamp::default(),
+        }
+    }
+
+    #[test]
+    fn crossings_name_the_threshold_and_the_ceiling() {
+        let (data, p) = fixtures();
+        // US gallium: 2.0655 before; the restriction lifts it over a
+        // threshold of 2.5. AA's 0.5 of US sourcing is over a ceiling of
+        // 0.45 before and after: no ceiling alert, as nothing crossed.
+        let settings = Settings {
+            threshold: 2.5,
+            dependence_ceiling: 0.45,
+        };
+        let live = [restriction(5, 0.0)];
+        let before = assessor(&data, &p, &[], settings);
+        let after = assessor(&data, &p, &live, settings);
+        let minerals = BTreeSet::from([Mineral::Gallium]);
+        let alerts = crossings(&before, &after, &minerals, &["r1".to_owned()]);
+        let us: Vec<_> = alerts.iter().filter(|a| a.member == "US").collect();
+        assert_eq!(us.len(), 1, "{alerts:?}");
+        assert_eq!(us[0].kind(), pb::RiskAlertKind::ThresholdExceeded);
+        // And back.
+        let back = crossings(&after, &before, &minerals, &["r1".to_owned()]);
+        assert!(
+            back.iter()
+                .any(|a| a.member == "US" && a.kind() == pb::RiskAlertKind::ThresholdCleared)
+        );
+        // A ceiling crossed by a change: EU sourcing has AA at 0.7; a
+        // ceiling of 0.75 is crossed once DE's share falls (an outage).
+        let settings = Settings {
+            threshold: 100.0,
+            dependence_ceiling: 0.75,
+        };
+        let mut outage = restriction(1, 0.0);
+        outage.origin_country = "DE".into();
+        outage.export_restriction = false;
+        outage.volume_impact_tonnes_per_month = -100.0 * 0.5 / 12.0; // half of DE's 100 t/y
+        let live = [outage];
+        let before = assessor(&data, &p, &[], settings);
+        let after = assessor(&data, &p, &live, settings);
+        let alerts = crossings(&before, &after, &minerals, &[]);
+        let eu: Vec<_> = alerts.iter().filter(|a| a.member == "EU").collect();
+        assert_eq!(eu.len(), 1, "{alerts:?}");
+        assert_eq!(eu[0].kind(), pb::RiskAlertKind::DependenceCeilingExceeded);
+        match &eu[0].detail {
+            Some(pb::risk_alert::Detail::ThresholdCrossing(c)) => {
+                let l = c
+                    .supply_risk
+                    .as_ref()
+                    .unwrap()
+                    .largest_supplier
+                    .as_ref()
+                    .unwrap();
+                assert_eq!(l.country, "AA");
+                assert!(l.share > 0.75);
+                assert!(c.cause_report_ids.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dumping_is_below_the_reference_by_more_than_the_margin() {
+        let (mut data, _) = fixtures();
+        data.prices.insert(
+            Mineral::Gallium,
+            crate::reference::Price {
+                mineral: "gallium".into(),
+                product_form: "metal".into(),
+                usd_per_tonne: 1000.0,
+                dumping_margin: 0.2,
+                effective_from: "2025-01-01T00:00:00Z".into(),
+                basis: "test".into(),
+                source: "s1".into(),
+                estimate: false,
+            },
+        );
+        let priced = |usd: f64, marking: Marking| {
+            let mut r = report(marking, ReportStatus::Active, Category::PriceDumping);
+            r.content.as_mut().unwrap().observed_price = Some(Price {
+                usd_per_tonne: usd,
+                observed_at: None,
+            });
+            dumping(&r, &data, Timestamp::default())
+        };
+        let a = priced(799.0, Marking::Green).expect("more than 20% below");
+        match a.detail {
+            Some(pb::risk_alert::Detail::PriceDumping(p)) => {
+                assert!((p.discount - 0.201).abs() < 1e-9);
+                assert_eq!(
+                    p.reference_price.unwrap().dumping_threshold_usd_per_tonne,
+                    800.0
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            priced(800.0, Marking::Green).is_none(),
+            "exactly at the threshold"
+        );
+        assert!(
+            priced(10.0, Marking::Amber).is_none(),
+            "restricted reports never alert"
+        );
+        assert!(priced(f64::NAN, Marking::Green).is_none());
+    }
+}
