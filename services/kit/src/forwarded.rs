@@ -86,6 +86,10 @@ pub struct WorkloadGuard {
     themselves: Arc<BTreeSet<String>>,
 }
 
+/// The workload [`WorkloadGuard::admit`] let in.
+#[derive(Debug, Clone)]
+struct Admitted(String);
+
 /// A call from a workload acting as itself (no member principal): its
 /// workload name, put on the request by [`WorkloadGuard::principals`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +131,15 @@ impl WorkloadGuard {
             .map_err(|e| status::error(Code::Unauthenticated, e.reason(), e.to_string()))
     }
 
-    /// Checks the peer's certificate names an allowed workload.
-    pub fn admit(&self, request: Request<()>) -> Result<Request<()>, Status> {
+    /// Checks the peer's certificate names an allowed workload, and notes
+    /// which on the request (so [`principals`](Self::principals) reads the
+    /// certificate once per call, not twice).
+    pub fn admit(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
         match Self::workload(&request)? {
             PeerIdentity::Workload(name)
                 if self.forwarders.contains(&name) || self.themselves.contains(&name) =>
             {
+                request.extensions_mut().insert(Admitted(name));
                 Ok(request)
             }
             other => {
@@ -159,7 +166,11 @@ impl WorkloadGuard {
     {
         let guard = self.clone();
         move |mut request: Request<()>| {
-            match Self::workload(&request)? {
+            let peer = match request.extensions().get::<Admitted>() {
+                Some(Admitted(name)) => PeerIdentity::Workload(name.clone()),
+                None => Self::workload(&request)?,
+            };
+            match peer {
                 PeerIdentity::Workload(name) if guard.forwarders.contains(&name) => {
                     let principal = extract(request.metadata())?;
                     request.extensions_mut().insert(principal);
