@@ -15,7 +15,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -qF "$version"; then
   cargo install --locked --quiet "cargo-fuzz@$version"
 fi
 seconds=${OREX_FUZZ_SECONDS:-20}
-targets=(token_verify policy_parse page_token requests)
+targets=(token_verify policy_parse reference_parse page_token requests)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

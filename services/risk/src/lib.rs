@@ -27,6 +27,7 @@ pub mod reference;
 pub mod scenario;
 pub mod service;
 pub mod store;
+pub mod validate;
 
 use std::sync::Arc;
 

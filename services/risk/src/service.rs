@@ -10,7 +10,7 @@ use orex_kit::forwarded::principal_of;
 use orex_kit::page_token::PageTokens;
 
 use orex_membership::{Partnership, Principal, Role};
-use orex_proto::common::v1::{Mineral, Stage};
+use orex_proto::common::v1::Mineral;
 use orex_proto::risk::v1::risk_service_server::RiskService;
 use orex_proto::risk::v1::*;
 use prost_types::Timestamp;
@@ -22,6 +22,7 @@ use crate::live::SharedLive;
 use crate::reference::Price;
 use crate::reference::ReferenceData;
 use crate::scenario;
+use crate::validate;
 use orex_kit::Shutdown;
 use orex_kit::store::{EventLog, decode_value};
 use orex_kit::stream::{StreamConfig, follow};
@@ -75,11 +76,6 @@ pub struct Parts {
     pub shutdown: Shutdown,
 }
 
-/// Largest page of `ListSupplyRisks`.
-const MAX_PAGE_SIZE: u32 = 500;
-/// Page size when the request gives none.
-const DEFAULT_PAGE_SIZE: u32 = 50;
-
 impl Risk {
     /// A service computing with `parts`.
     pub fn new(parts: Parts) -> Self {
@@ -125,93 +121,6 @@ impl Risk {
             now: Self::now(),
         };
         f(&a)
-    }
-}
-
-/// A validated alert filter.
-#[derive(Debug, Clone)]
-struct AlertFilter {
-    kinds: Vec<i32>,
-    minerals: Vec<i32>,
-    stages: Vec<i32>,
-    members: Vec<String>,
-}
-
-impl AlertFilter {
-    fn matches(&self, a: &RiskAlert) -> bool {
-        let price = a.kind == RiskAlertKind::PriceDumping as i32;
-        (self.kinds.is_empty() || self.kinds.contains(&a.kind))
-            && (self.minerals.is_empty() || self.minerals.contains(&a.mineral))
-            && (price || self.stages.is_empty() || self.stages.contains(&a.stage))
-            && (price || self.members.is_empty() || self.members.contains(&a.member))
-    }
-}
-
-fn alert_filter(f: RiskAlertFilter) -> Result<AlertFilter, RiskError> {
-    for (i, k) in f.kinds.iter().enumerate() {
-        if !matches!(RiskAlertKind::try_from(*k), Ok(k) if k != RiskAlertKind::Unspecified) {
-            return Err(RiskError::invalid(
-                format!("filter.kinds[{i}]"),
-                format!("{k} is not an alert kind"),
-            ));
-        }
-    }
-    for (i, m) in f.minerals.iter().enumerate() {
-        mineral_field(&format!("filter.minerals[{i}]"), *m)?;
-    }
-    for (i, s) in f.stages.iter().enumerate() {
-        stage_field(&format!("filter.stages[{i}]"), *s)?
-            .ok_or_else(|| RiskError::invalid(format!("filter.stages[{i}]"), "is unspecified"))?;
-    }
-    for (i, m) in f.members.iter().enumerate() {
-        if !orex_membership::policy::is_country_code(m) && !(2..=8).contains(&m.len()) {
-            return Err(RiskError::invalid(
-                format!("filter.members[{i}]"),
-                "is not a member code",
-            ));
-        }
-    }
-    Ok(AlertFilter {
-        kinds: f.kinds,
-        minerals: f.minerals,
-        stages: f.stages,
-        members: f.members,
-    })
-}
-
-/// A required mineral field.
-fn mineral_field(field: &str, value: i32) -> Result<Mineral, RiskError> {
-    match Mineral::try_from(value) {
-        Ok(Mineral::Unspecified) => Err(RiskError::invalid(field, "is required")),
-        Ok(m) => Ok(m),
-        Err(_) => Err(RiskError::invalid(
-            field,
-            format!("{value} is not a mineral this service knows"),
-        )),
-    }
-}
-
-/// A stage field; `None` for STAGE_UNSPECIFIED.
-fn stage_field(field: &str, value: i32) -> Result<Option<Stage>, RiskError> {
-    match Stage::try_from(value) {
-        Ok(Stage::Unspecified) => Ok(None),
-        Ok(s) => Ok(Some(s)),
-        Err(_) => Err(RiskError::invalid(
-            field,
-            format!("{value} is not a stage this service knows"),
-        )),
-    }
-}
-
-/// A member code that must name a configured member.
-fn member_field(p: &Partnership, field: &str, code: &str) -> Result<String, RiskError> {
-    if p.member(code).is_some() {
-        Ok(code.to_owned())
-    } else {
-        Err(RiskError::invalid(
-            field,
-            format!("{code:?} is not a member of the partnership"),
-        ))
     }
 }
 
@@ -295,18 +204,13 @@ impl Risk {
         who: &Principal,
         r: &GetSupplyRiskRequest,
     ) -> Result<SupplyRisk, RiskError> {
-        let mineral = mineral_field("mineral", r.mineral)?;
-        let stage = stage_field("stage", r.stage)?;
         let partnership = self.partnership.load();
-        let member = if r.member.is_empty() {
-            who.member.clone()
-        } else {
-            member_field(&partnership, "member", &r.member)?
-        };
+        let q = validate::get_supply_risk_request(r, &partnership)?;
+        let member = q.member.unwrap_or_else(|| who.member.clone());
         self.with_assessor(&partnership, |a| {
-            Ok(match stage {
-                Some(stage) => a.assess(&member, mineral, stage)?,
-                None => a.bottleneck(&member, mineral)?,
+            Ok(match q.stage {
+                Some(stage) => a.assess(&member, q.mineral, stage)?,
+                None => a.bottleneck(&member, q.mineral)?,
             })
         })
     }
@@ -316,56 +220,14 @@ impl Risk {
         who: &Principal,
         r: &ListSupplyRisksRequest,
     ) -> Result<ListSupplyRisksResponse, RiskError> {
-        let f = r.filter.clone().unwrap_or_default();
-        let minerals = f
-            .minerals
-            .iter()
-            .enumerate()
-            .map(|(i, m)| mineral_field(&format!("filter.minerals[{i}]"), *m))
-            .collect::<Result<Vec<_>, _>>()?;
-        let stages = f
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                stage_field(&format!("filter.stages[{i}]"), *s)?.ok_or_else(|| {
-                    RiskError::invalid(format!("filter.stages[{i}]"), "is unspecified")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let partnership = self.partnership.load();
-        let members = if f.members.is_empty() {
-            vec![who.member.clone()]
-        } else {
-            f.members
-                .iter()
-                .enumerate()
-                .map(|(i, m)| member_field(&partnership, &format!("filter.members[{i}]"), m))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        if !(f.min_supply_risk.is_finite() && f.min_supply_risk >= 0.0) {
-            return Err(RiskError::invalid(
-                "filter.min_supply_risk",
-                "must be a finite number, 0 or more",
-            ));
-        }
-        let page_size = match r.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(RiskError::invalid(
-                    "page_size",
-                    format!(
-                        "must be from 1 to {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE}), got {n}"
-                    ),
-                ));
-            }
-        };
+        let q = validate::list_supply_risks_request(r, &partnership)?;
+        let members = q.members.unwrap_or_else(|| vec![who.member.clone()]);
         // Tokens are bound to the caller and the filter.
         let context = orex_kit::page_token::context(&[
             who.member.as_bytes(),
             who.subject.as_bytes(),
-            &prost::Message::encode_to_vec(&f),
+            &prost::Message::encode_to_vec(&r.filter.clone().unwrap_or_default()),
         ]);
         let after = if r.page_token.is_empty() {
             None
@@ -384,8 +246,8 @@ impl Risk {
         let mut scores = self.with_assessor(&partnership, |a| {
             let mut scores = Vec::new();
             for &(mineral, stage) in a.data.supply.keys() {
-                if (!minerals.is_empty() && !minerals.contains(&mineral))
-                    || (!stages.is_empty() && !stages.contains(&stage))
+                if (!q.minerals.is_empty() && !q.minerals.contains(&mineral))
+                    || (!q.stages.is_empty() && !q.stages.contains(&stage))
                 {
                     continue;
                 }
@@ -400,7 +262,7 @@ impl Risk {
             Ok(scores)
         })?;
         scores.retain(|s| {
-            s.supply_risk >= f.min_supply_risk && (!f.above_threshold_only || s.above_threshold)
+            s.supply_risk >= q.min_supply_risk && (!q.above_threshold_only || s.above_threshold)
         });
         scores.sort_by_key(order_key);
         // Scores are computed afresh for each page: one that moves across
@@ -408,8 +270,9 @@ impl Risk {
         if let Some(after) = &after {
             scores.retain(|s| order_key(s) > *after);
         }
-        let more = scores.len() > page_size as usize;
-        scores.truncate(page_size as usize);
+        let page = q.page_size as usize;
+        let more = scores.len() > page;
+        scores.truncate(page);
         let next_page_token = match (more, scores.last()) {
             (true, Some(last)) => self.tokens.seal(&context, &encode_cursor(last)),
             _ => String::new(),
@@ -425,66 +288,22 @@ impl Risk {
         who: &Principal,
         r: &RunScenarioRequest,
     ) -> Result<ScenarioResult, RiskError> {
-        let sc = r
-            .scenario
-            .clone()
-            .ok_or_else(|| RiskError::invalid("scenario", "is required"))?;
-        if !orex_membership::policy::is_country_code(&sc.origin_country) {
-            return Err(RiskError::invalid(
-                "scenario.origin_country",
-                "must be an ISO 3166-1 alpha-2 code such as \"CN\"",
-            ));
-        }
-        let mineral = mineral_field("scenario.mineral", sc.mineral)?;
-        let stage = stage_field("scenario.stage", sc.stage)?
-            .ok_or_else(|| RiskError::invalid("scenario.stage", "is required"))?;
-        if !(sc.cut_fraction > 0.0 && sc.cut_fraction <= 1.0) {
-            return Err(RiskError::invalid(
-                "scenario.cut_fraction",
-                format!("must be above 0 and at most 1, got {}", sc.cut_fraction),
-            ));
-        }
-        if !(1..=3650).contains(&sc.duration_days) {
-            return Err(RiskError::invalid(
-                "scenario.duration_days",
-                format!("must be from 1 to 3650, got {}", sc.duration_days),
-            ));
-        }
-        if let Some(t) = &sc.start_time
-            && !(0..1_000_000_000).contains(&t.nanos)
-        {
-            return Err(RiskError::invalid(
-                "scenario.start_time",
-                "is not a valid timestamp",
-            ));
-        }
         let partnership = self.partnership.load();
-        let members = if r.members.is_empty() {
+        let q = validate::run_scenario_request(r, &partnership)?;
+        let members = q.members.unwrap_or_else(|| {
             partnership
                 .members()
                 .filter(|m| m.is_active())
                 .map(|m| m.code.clone())
                 .collect()
-        } else {
-            r.members
-                .iter()
-                .enumerate()
-                .map(|(i, m)| member_field(&partnership, &format!("members[{i}]"), m))
-                .collect::<Result<Vec<_>, _>>()?
-        };
-        let cut = scenario::Cut {
-            origin_country: sc.origin_country.clone(),
-            mineral,
-            stage,
-            cut_fraction: sc.cut_fraction,
-            duration_days: sc.duration_days,
-        };
+        });
         let mut result = self.with_assessor(&partnership, |a| {
-            scenario::run(a, &cut, &members, &who.member)
+            scenario::run(a, &q.cut, &members, &who.member)
         })?;
+        let asked = r.scenario.clone().unwrap_or_default();
         result.scenario = Some(Scenario {
-            start_time: Some(sc.start_time.or(result.computed_at).unwrap_or_default()),
-            ..sc
+            start_time: Some(asked.start_time.or(result.computed_at).unwrap_or_default()),
+            ..asked
         });
         Ok(result)
     }
@@ -493,7 +312,7 @@ impl Risk {
         &self,
         r: &GetReferencePriceRequest,
     ) -> Result<ReferencePrice, RiskError> {
-        let mineral = mineral_field("mineral", r.mineral)?;
+        let mineral = validate::reference_price_request(r)?;
         let reference = self.reference.load();
         let p = reference.data.prices.get(&mineral).ok_or_else(|| {
             RiskError::NotFound(format!(
@@ -556,7 +375,7 @@ impl RiskService for Risk {
     ) -> Result<Response<Self::SubscribeRiskAlertsStream>, Status> {
         Self::analyst(&req)?;
         let req = req.into_inner();
-        let filter = alert_filter(req.filter.unwrap_or_default())?;
+        let filter = validate::subscribe_request(&req)?;
         let latest = self.alerts.published();
         let after = match req.after_sequence {
             Some(s) if s > latest => {

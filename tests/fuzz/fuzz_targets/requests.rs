@@ -1,7 +1,7 @@
 //! Every request a member can send, decoded from arbitrary bytes and, if it
 //! decodes, validated exactly as the service validates it before looking
-//! anything up (`orex_sharing::validate::*_request`; the audit requests are
-//! decoded). The first byte picks the method. Never a panic: bad input is
+//! anything up (`orex_sharing::validate::*_request`,
+//! `orex_risk::validate::*_request`; the audit requests are decoded). The first byte picks the method. Never a panic: bad input is
 //! an INVALID_ARGUMENT naming the field.
 
 #![no_main]
@@ -11,7 +11,9 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use orex_membership::Partnership;
 use orex_proto::audit::v1 as audit;
+use orex_proto::risk::v1 as risk;
 use orex_proto::sharing::v1 as sharing;
+use orex_risk::validate as risk_validate;
 use orex_sharing::validate;
 use prost::Message;
 
@@ -45,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let p = &*PARTNERSHIP;
-    match method % 12 {
+    match method % 18 {
         0 => {
             if let Some(r) = decoded::<sharing::PublishReportRequest>(bytes) {
                 let _ = validate::publish_request(&r, p);
@@ -95,8 +97,36 @@ fuzz_target!(|data: &[u8]| {
         10 => {
             let _ = decoded::<audit::ListCheckpointsRequest>(bytes);
         }
-        _ => {
+        11 => {
             let _ = decoded::<audit::GetLatestCheckpointRequest>(bytes);
+        }
+        12 => {
+            if let Some(r) = decoded::<risk::GetSupplyRiskRequest>(bytes) {
+                let _ = risk_validate::get_supply_risk_request(&r, p);
+            }
+        }
+        13 => {
+            if let Some(r) = decoded::<risk::ListSupplyRisksRequest>(bytes) {
+                let _ = risk_validate::list_supply_risks_request(&r, p);
+            }
+        }
+        14 => {
+            if let Some(r) = decoded::<risk::RunScenarioRequest>(bytes) {
+                let _ = risk_validate::run_scenario_request(&r, p);
+            }
+        }
+        15 => {
+            if let Some(r) = decoded::<risk::GetReferencePriceRequest>(bytes) {
+                let _ = risk_validate::reference_price_request(&r);
+            }
+        }
+        16 => {
+            if let Some(r) = decoded::<risk::SubscribeRiskAlertsRequest>(bytes) {
+                let _ = risk_validate::subscribe_request(&r);
+            }
+        }
+        _ => {
+            let _ = decoded::<risk::GetReferenceDataVersionRequest>(bytes);
         }
     }
 });
