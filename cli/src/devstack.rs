@@ -537,6 +537,8 @@ dependence_ceiling = 0.65
 [sharing]
 address = "https://127.0.0.1:{sharing_port}"
 server_name = "sharing"
+# Reports in force are re-read this often: one narrowed below GREEN stops moving scores.
+recheck_seconds = 60
 
 # Alert streams: events buffered per stream, and how long a full buffer may stay unread.
 [streams]

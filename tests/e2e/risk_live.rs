@@ -14,7 +14,9 @@ use orex_e2e::{Stack, content, publish, within};
 use orex_membership::Partnership;
 use orex_proto::common::v1::{Marking, Mineral, Stage};
 use orex_proto::risk::v1::*;
-use orex_proto::sharing::v1::{Category, Price, ReportContent, ResolveReportRequest};
+use orex_proto::sharing::v1::{
+    AmendReportRequest, Category, Price, ReportContent, ResolveReportRequest,
+};
 use orex_risk::assess::{Assessor, Disruption, Settings};
 use orex_risk::reference::ReferenceData;
 use prost_types::Timestamp;
@@ -79,7 +81,13 @@ async fn spawn() -> (Stack, f64, f64) {
             "risk.toml",
             "threshold = 1.0",
             &format!("threshold = {threshold}"),
-        )
+        );
+        Stack::edit_config(
+            l,
+            "risk.toml",
+            "recheck_seconds = 60",
+            "recheck_seconds = 1",
+        );
     })
     .await;
     (stack, base, restricted)
@@ -382,7 +390,7 @@ async fn restarts_of_either_service_apply_nothing_twice_and_the_alert_stream_res
 async fn only_the_risk_workload_reads_the_report_stream_and_only_what_everyone_may_see() {
     let stack = Stack::spawn().await;
     let mut alice = stack.client("us-alice").await;
-    publish(&mut alice, restriction(Marking::Amber, &["EU"])).await;
+    let amber = publish(&mut alice, restriction(Marking::Amber, &["EU"])).await;
     let green = publish(&mut alice, restriction(Marking::Green, &[])).await;
     // As the workload `risk`, directly at the sharing service.
     let (cert, key) = stack.workload_identity("risk");
@@ -406,6 +414,15 @@ async fn only_the_risk_workload_reads_the_report_stream_and_only_what_everyone_m
         green.id,
         "the AMBER report is skipped"
     );
+    // It may read a report every member may see; any other is NOT_FOUND,
+    // exactly as for a member outside the report's audience.
+    let get = |id: &str| orex_proto::sharing::v1::GetReportRequest {
+        report_id: id.to_owned(),
+        version: 0,
+    };
+    sharing.get_report(get(&green.id)).await.unwrap();
+    let err = sharing.get_report(get(&amber.id)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
     // Any other call as the workload is refused: it speaks for no member.
     let err = sharing
         .list_reports(orex_proto::sharing::v1::ListReportsRequest::default())
@@ -477,5 +494,38 @@ async fn a_new_reference_data_version_that_crosses_a_threshold_raises_an_alert_w
     let now = c.supply_risk.as_ref().unwrap();
     close(now.supply_risk, restricted * 0.5);
     assert!(now.reference_data_version.starts_with("e2e-"));
+    stack.stop().await;
+}
+
+/// A GREEN report narrowed to AMBER vanishes for every member outside its
+/// new audience, and so for the risk service (which re-reads the reports in
+/// force): it stops moving scores, and the stream never told anyone why.
+#[tokio::test]
+async fn a_restriction_narrowed_below_green_stops_moving_scores() {
+    let (stack, base, _) = spawn().await;
+    let mut alerts = subscribe(&stack, &["US"], Some(0)).await;
+    let mut alice = stack.client("us-alice").await;
+    let report = publish(&mut alice, restriction(Marking::Green, &[])).await;
+    assert_eq!(
+        crossing(&next(&mut alerts).await).0,
+        RiskAlertKind::ThresholdExceeded
+    );
+    alice
+        .amend_report(AmendReportRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            report_id: report.id.clone(),
+            expected_version: 1,
+            content: Some(restriction(Marking::Amber, &["EU"])),
+            note: "for the EU only".into(),
+        })
+        .await
+        .unwrap();
+    let cleared = next(&mut alerts).await;
+    let (kind, c) = crossing(&cleared);
+    assert_eq!(kind, RiskAlertKind::ThresholdCleared);
+    assert_eq!(c.cause_report_ids, [report.id.as_str()]);
+    let s = us_score(&stack).await;
+    close(s.supply_risk, base);
+    assert!(s.applied_disruptions.is_empty());
     stack.stop().await;
 }

@@ -54,6 +54,15 @@ pub struct SharingSource {
     /// The DNS name in the sharing service's certificate.
     #[serde(default = "default_sharing_name")]
     pub server_name: String,
+    /// How often, in seconds, the reports in force are re-read: one that is
+    /// no longer partnership-wide (narrowed below GREEN) stops moving scores
+    /// within this time. Default 60; 1 to 86400.
+    #[serde(default = "default_recheck")]
+    pub recheck_seconds: u64,
+}
+
+fn default_recheck() -> u64 {
+    60
 }
 
 fn default_sharing_name() -> String {
@@ -108,12 +117,18 @@ impl RiskConfig {
         c.tls = c.tls.resolved(base);
         c.store.validate("store")?;
         c.streams.validate("streams")?;
-        if let Some(s) = &c.sharing
-            && !s.address.starts_with("https://")
-        {
-            return Err(orex_kit::KitError::Config(
-                "sharing.address must be an https:// address (every hop is mutual TLS)".into(),
-            ));
+        if let Some(s) = &c.sharing {
+            if !s.address.starts_with("https://") {
+                return Err(orex_kit::KitError::Config(
+                    "sharing.address must be an https:// address (every hop is mutual TLS)".into(),
+                ));
+            }
+            if !(1..=86_400).contains(&s.recheck_seconds) {
+                return Err(orex_kit::KitError::Config(format!(
+                    "sharing.recheck_seconds must be from 1 to 86400, got {}",
+                    s.recheck_seconds
+                )));
+            }
         }
         if !(c.assessment.threshold.is_finite() && c.assessment.threshold > 0.0) {
             return Err(orex_kit::KitError::Config(format!(

@@ -133,6 +133,7 @@ impl Prepared {
                 address: s.address.clone(),
                 server_name: s.server_name.clone(),
                 tls: self.tls.clone(),
+                recheck: std::time::Duration::from_secs(s.recheck_seconds),
             }),
             store: self.store.clone(),
             live: self.live.clone(),

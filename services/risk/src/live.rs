@@ -25,7 +25,8 @@ use orex_proto::common::v1::{Marking, Mineral, Stage};
 use orex_proto::risk::v1 as pb;
 use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use orex_proto::sharing::v1::{
-    Category, Report, ReportStatus, SubscribeReportsRequest, SubscribeReportsResponse,
+    Category, GetReportRequest, Report, ReportStatus, SubscribeReportsRequest,
+    SubscribeReportsResponse,
 };
 use prost_types::Timestamp;
 use tonic::transport::Endpoint;
@@ -52,6 +53,8 @@ pub struct Source {
     pub server_name: String,
     /// This service's own certificate (workload `risk`) and the CA.
     pub tls: LoadedTls,
+    /// How often the reports in force are re-read (see [`Follower::recheck`]).
+    pub recheck: Duration,
 }
 
 /// A report every member may see.
@@ -298,7 +301,9 @@ impl Follower {
             .await
             .map_err(|e| KitError::Server(format!("cannot reach the sharing service: {e}")))?;
         let after = self.store.cursor()?;
-        let mut stream = SharingServiceClient::new(channel)
+        let mut client = SharingServiceClient::new(channel);
+        let mut stream = client
+            .clone()
             .subscribe_reports(SubscribeReportsRequest {
                 filter: None,
                 after_sequence: Some(after),
@@ -311,12 +316,93 @@ impl Follower {
             "following the sharing service's report stream"
         );
         let mut applied = 0;
-        while let Some(item) = stream.next().await {
-            let event = item.map_err(|s| refused(&s))?;
-            self.apply(event).await?;
-            applied += 1;
+        // The first tick is at once: what changed out of sight while this
+        // service was away is caught on (re)connecting.
+        let mut recheck = tokio::time::interval(source.recheck);
+        loop {
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(item) => {
+                        let event = item.map_err(|s| refused(&s))?;
+                        self.apply(event).await?;
+                        applied += 1;
+                    }
+                    None => return Ok(applied),
+                },
+                _ = recheck.tick() => self.recheck(&mut client).await?,
+            }
         }
-        Ok(applied)
+    }
+
+    /// Re-reads every report in force. One that is gone for a reader
+    /// workload (NOT_FOUND: narrowed below GREEN, and perhaps resolved out
+    /// of sight since) no longer moves scores — exactly as it vanished for
+    /// every member outside its new audience. The stream cannot say so: it
+    /// carries only what every member may see.
+    async fn recheck(
+        &self,
+        client: &mut SharingServiceClient<tonic::transport::Channel>,
+    ) -> Result<(), KitError> {
+        for id in self.store.in_force()?.into_keys() {
+            let gone = match client
+                .get_report(GetReportRequest {
+                    report_id: id.clone(),
+                    version: 0,
+                })
+                .await
+            {
+                Ok(_) => false,
+                Err(s) if s.code() == tonic::Code::NotFound => true,
+                Err(s) => return Err(refused(&s)),
+            };
+            if gone {
+                self.withdraw(&id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops report `id` moving scores, with the alerts that raises.
+    async fn withdraw(&self, id: &str) -> Result<(), KitError> {
+        let _judging = self.judging.lock().await;
+        let mut in_force = self.store.in_force()?;
+        let Some(report) = in_force.remove(id) else {
+            return Ok(());
+        };
+        tracing::info!(report = %id, "a report in force is no longer partnership-wide; it stops moving scores");
+        let before = self.live.load_full();
+        let after = disruptions(&in_force);
+        let reference = self.reference.load_full();
+        let partnership = self.partnership.load_full();
+        let now = Timestamp::from(std::time::SystemTime::now());
+        let b = Assessor {
+            data: &reference.data,
+            partnership: &partnership,
+            disruptions: &before,
+            settings: self.settings,
+            now,
+        };
+        let a = Assessor {
+            disruptions: &after,
+            ..b
+        };
+        let minerals: BTreeSet<Mineral> = report
+            .content
+            .as_ref()
+            .and_then(|c| Mineral::try_from(c.mineral).ok())
+            .into_iter()
+            .collect();
+        let alerts = crossings(&b, &a, &minerals, &[id.to_owned()]);
+        self.store
+            .record(Processed {
+                change: Change::Withdrawn {
+                    report_id: id.to_owned(),
+                },
+                alerts,
+            })
+            .await?;
+        self.live.store(Arc::new(after));
+        Ok(())
     }
 
     /// Applies one event: records it with its alerts, then lets answers see it.

@@ -31,6 +31,12 @@ pub enum Change {
         /// report no longer does (resolved, retracted, not a disruption).
         in_force: Option<Box<Report>>,
     },
+    /// A report in force stopped being partnership-wide (the sharing
+    /// service answers NOT_FOUND for it): it stops moving scores.
+    Withdrawn {
+        /// The report.
+        report_id: String,
+    },
     /// A new version of the reference data.
     ReferenceData,
 }
@@ -137,6 +143,9 @@ fn apply(
         let mut seq = first;
         let mut answers = Vec::with_capacity(ops.len());
         for op in ops {
+            if let Change::Withdrawn { report_id } = &op.change {
+                active.remove(report_id.as_bytes())?;
+            }
             if let Change::Report {
                 sequence,
                 report_id,

@@ -25,8 +25,9 @@ pub struct SharingConfig {
     #[serde(default = "default_allowed")]
     pub allowed_workloads: Vec<String>,
     /// Workloads that follow the report stream as themselves (the risk
-    /// service): they may call only `SubscribeReports`, and see only CLEAR
-    /// and GREEN reports — what every member may see. Default: none.
+    /// service): they may call only `SubscribeReports` and `GetReport`, and
+    /// see only CLEAR and GREEN reports — what every member may see.
+    /// Default: none.
     #[serde(default)]
     pub reader_workloads: Vec<String>,
     /// How report streams treat slow clients (`buffer_events`,

@@ -141,20 +141,27 @@ impl Sharing {
     /// True when `who` may see both this version and the report's latest:
     /// the rule get and history apply, so streams apply it too.
     fn visible_now(&self, who: &Viewer, r: &Report) -> bool {
-        let visible = |r: &Report| match who {
-            Viewer::Member(p) => self.visible(p, r),
-            Viewer::Workload(_) => partnership_wide(r),
-        };
-        visible(r)
+        self.sees(who, r)
             && match self.store.get(&r.id) {
-                Ok(Some(latest)) => latest.version == r.version || visible(&latest),
+                Ok(Some(latest)) => latest.version == r.version || self.sees(who, &latest),
                 _ => false,
             }
     }
 
-    /// Who opens a report stream: a member principal with the reader role,
-    /// or a reader workload (which sees only what every member may see).
-    fn stream_viewer<T>(&self, req: &Request<T>) -> Result<Viewer, SharingError> {
+    /// [`visible`](Self::visible) for a member; partnership-wide reports
+    /// only for a reader workload.
+    fn sees(&self, who: &Viewer, r: &Report) -> bool {
+        match who {
+            Viewer::Member(p) => self.visible(p, r),
+            Viewer::Workload(_) => partnership_wide(r),
+        }
+    }
+
+    /// Who reads a report (stream or get): a member principal with the
+    /// reader role, or a reader workload (which sees only what every member
+    /// may see — and, like a member outside a report's audience, gets
+    /// NOT_FOUND for one that is no longer partnership-wide).
+    fn viewer<T>(&self, req: &Request<T>) -> Result<Viewer, SharingError> {
         match workload_of(req) {
             Some(w) => Ok(Viewer::Workload(w.to_owned())),
             None => self.caller(req, Role::Reader).map(Viewer::Member),
@@ -442,15 +449,18 @@ impl SharingService for Sharing {
         &self,
         req: Request<GetReportRequest>,
     ) -> Result<Response<GetReportResponse>, Status> {
-        let who = self.caller(&req, Role::Reader)?;
+        let who = self.viewer(&req)?;
         let req = req.into_inner();
         validate::get_request(&req)?;
-        let latest = self.visible_latest(&who, &req.report_id)?;
+        let latest = match self.store.get(&req.report_id)? {
+            Some(r) if self.sees(&who, &r) => r,
+            _ => return Err(SharingError::NotFound(req.report_id).into()),
+        };
         let report = if req.version == 0 || req.version == latest.version {
             latest
         } else {
             match self.store.version(&req.report_id, req.version)? {
-                Some(r) if self.visible(&who, &r) => r,
+                Some(r) if self.sees(&who, &r) => r,
                 _ => {
                     return Err(SharingError::NotFound(format!(
                         "{} version {}",
@@ -547,7 +557,7 @@ impl SharingService for Sharing {
         &self,
         req: Request<SubscribeReportsRequest>,
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
-        let who = self.stream_viewer(&req)?;
+        let who = self.viewer(&req)?;
         let req = req.into_inner();
         validate::subscribe_request(&req)?;
         let filter = req.filter.unwrap_or_default();
