@@ -273,6 +273,26 @@ async fn an_amber_restriction_changes_nothing_anyone_can_observe() {
         }
         other => panic!("{other:?}"),
     }
+    // The marker amended with the same price raises nothing new; a second
+    // marker's alert is the next one.
+    alice
+        .amend_report(AmendReportRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            report_id: marker.id.clone(),
+            expected_version: 1,
+            content: Some(ReportContent {
+                summary: "Antimony offered far below cost (confirmed)".into(),
+                ..dumping_marker()
+            }),
+            note: "confirmed".into(),
+        })
+        .await
+        .unwrap();
+    let second = publish(&mut alice, dumping_marker()).await;
+    match next(&mut alerts).await.alert.unwrap().detail {
+        Some(risk_alert::Detail::PriceDumping(p)) => assert_eq!(p.report_id, second.id),
+        other => panic!("{other:?}"),
+    }
     let s = us_score(&stack).await;
     close(s.supply_risk, base);
     assert!(s.applied_disruptions.is_empty());

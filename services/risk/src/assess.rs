@@ -166,7 +166,8 @@ impl Assessor<'_> {
                 let change = d.volume_impact_tonnes_per_month * 12.0 / output;
                 e.remaining = (e.remaining + change).max(0.0);
             }
-            e.remaining = (e.remaining - d.cut_fraction).max(0.0);
+            // A scenario's cut takes its fraction of what is left.
+            e.remaining *= 1.0 - d.cut_fraction;
         }
         effects
     }
@@ -272,7 +273,9 @@ impl Assessor<'_> {
             estimates.push(format!("import_reliance of {}", sourcing.member));
         }
         if supply.estimate {
-            estimates.push("substitution_index and end_of_life_recycling_input_rate".into());
+            estimates.push(
+                "substitution_index, end_of_life_recycling_input_rate and world output".into(),
+            );
         }
         for (what, shares) in [
             ("global supply", &supply.shares),

@@ -35,8 +35,9 @@ pub struct RiskConfig {
     /// The sharing service whose report stream moves scores, followed as
     /// this service's own workload (`risk`, which the sharing service must
     /// list in its `reader_workloads`). Without it scores come from the
-    /// reference data alone and no alert is raised; the service says so in
-    /// its log at start.
+    /// reference data alone (disruptions kept in the store are set aside
+    /// until it is configured again) and only reference data changes raise
+    /// alerts; the service says so in its log at start.
     #[serde(default)]
     pub sharing: Option<SharingSource>,
     /// How alert streams treat slow clients (`buffer_events`,

@@ -76,7 +76,7 @@ fn fraction(what: &str, v: f64) -> Result<(), FormulaError> {
 }
 
 /// The concentration of `mix`. Shares must be fractions summing to 1 (within
-/// [`SHARE_SUM_TOLERANCE`]); governance scores 0–10; trade factors 1–2.
+/// [`SHARE_SUM_TOLERANCE`]); governance scores 0–10; trade factors 0.8–2.
 pub fn concentration(mix: &[Supplier]) -> Result<Concentration, FormulaError> {
     let mut sum = 0.0;
     for s in mix {

@@ -1,22 +1,23 @@
-//! The orex risk-assessment service (issue 8), built in slices:
+//! The orex risk-assessment service: explainable EU-method supply-risk
+//! scores that move with live reports, scenarios, reference prices and
+//! alerts (method, data and limits: `services/risk/README.md`).
 //!
-//! - [`formula`]: the EU criticality-assessment supply-risk formula with
-//!   every component kept, so an analyst can recompute a score by hand.
+//! - [`service`]: the gRPC handlers (`orex.risk.v1.RiskService`);
+//!   [`validate`] checks every request first, [`error`] maps failures to
+//!   statuses in one place.
+//! - [`assess`]: one score with every component, from the reference data,
+//!   the policy and the live disruptions; [`formula`] is the EU formula.
+//! - [`scenario`]: what-if supply cuts.
+//! - [`live`]: follows the sharing service's report stream as the workload
+//!   `risk` and raises alerts; [`store`] keeps what it applied, the cursor
+//!   and the alert log in sled.
 //! - [`reference`]: the versioned reference data file, every figure citing
-//!   its source, validated as a whole.
-//! - [`service`]: the gRPC handlers (`orex.risk.v1.RiskService`); so far
-//!   `GetReferenceDataVersion`.
-//! - [`config`]: the `risk.toml` file.
+//!   its source, validated as a whole; [`config`]: `risk.toml`.
 //!
 //! [`prepare`] checks everything (policy, reference data, TLS files, store)
 //! before a port is bound; [`Prepared::serve`] runs the service and reloads
-//! the reference data file when it changes (a file that does not validate
-//! is refused; the version in force stays).
-//!
-//! Next: the data file itself (`services/risk/data/RESEARCH.md` holds the
-//! sources found so far), `GetSupplyRisk` from it, the gateway's risk face
-//! and `orex up`, live disruptions from the sharing stream, scenarios and
-//! alerts.
+//! the policy and the reference data when they change (a file that does not
+//! validate is refused; what is in force stays).
 
 pub mod assess;
 pub mod config;
@@ -97,9 +98,21 @@ pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
     let sled = Store::open(&config.data_dir, &config.store).map_err(in_data_dir)?;
     let tokens = Arc::new(PageTokens::open_or_create(&sled).map_err(in_data_dir)?);
     let store = RiskStore::open(&sled).map_err(in_data_dir)?;
-    let live = Arc::new(arc_swap::ArcSwap::from_pointee(live::disruptions(
-        &store.in_force().map_err(in_data_dir)?,
-    )));
+    let kept = live::disruptions(&store.in_force().map_err(in_data_dir)?);
+    // Without a report stream nothing could ever withdraw what was kept:
+    // scores use the reference data alone until [sharing] is back.
+    let live = if config.sharing.is_some() {
+        kept
+    } else {
+        if !kept.is_empty() {
+            tracing::warn!(
+                disruptions = kept.len(),
+                "no [sharing] source: disruptions kept in the store are set aside"
+            );
+        }
+        Vec::new()
+    };
+    let live = Arc::new(arc_swap::ArcSwap::from_pointee(live));
     Ok(Prepared {
         config,
         policy,

@@ -415,8 +415,22 @@ impl Follower {
             )));
         };
         if !partnership_wide(&report) {
-            // The sharing service shows a reader workload nothing else.
+            // The sharing service shows a reader workload nothing else. Only
+            // the cursor moves: nothing of it may reach a score or an alert.
             tracing::error!(report = %report.id, "the sharing service sent a restricted report to the risk service; ignored");
+            let in_force = self.store.in_force()?.remove(&report.id).map(Box::new);
+            self.store
+                .record(Processed {
+                    change: Change::Report {
+                        sequence: event.sequence,
+                        report_id: report.id.clone(),
+                        in_force,
+                        observed_price: None,
+                    },
+                    alerts: vec![],
+                })
+                .await?;
+            return Ok(());
         }
         let reference: Arc<Loaded> = self.reference.load_full();
         let partnership: Arc<Partnership> = self.partnership.load_full();
@@ -454,7 +468,14 @@ impl Follower {
                 std::slice::from_ref(&report.id),
             ));
         }
-        if partnership_wide(&report) {
+        // A price alert once per observed price of a report, not again for
+        // every amendment that repeats it.
+        let observed = report
+            .content
+            .as_ref()
+            .and_then(|c| c.observed_price.as_ref())
+            .map(|p| p.usd_per_tonne);
+        if observed.is_some() && observed != self.store.last_price(&report.id)? {
             alerts.extend(dumping(&report, &reference.data, now));
         }
         let recorded = self
@@ -464,6 +485,7 @@ impl Follower {
                     sequence: event.sequence,
                     report_id: report.id.clone(),
                     in_force: now_in_force.map(Box::new),
+                    observed_price: observed,
                 },
                 alerts,
             })

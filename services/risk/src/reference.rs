@@ -1,7 +1,8 @@
 //! The reference data the risk service computes with: a versioned TOML file
 //! in which every figure cites a published source, validated as a whole
 //! before it is used (a file that fails is refused; the service keeps the
-//! version in force). Its SHA-256 and version go out with every answer.
+//! version in force). Its version goes out with every answer, its SHA-256
+//! with `GetReferenceDataVersion`.
 //!
 //! ```toml
 //! version = "2026.1"
@@ -64,7 +65,9 @@
 //! dependence check.
 //!
 //! Any figure may carry `estimate = true`: the file then says it is an
-//! estimate, and so does every answer built on it.
+//! estimate, and so does every answer built on it (`estimates` in scores
+//! and scenario results, "(an estimate)" in a price's basis). On a
+//! `[[supply]]` entry it covers SI_SR, EoL_RIR and the world output.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -55,11 +55,23 @@ pub fn run(
             stage_name(cut.stage)
         ))
     })?;
-    let global_share = supply
+    let cut_share = supply
         .shares
         .iter()
-        .find(|s| s.country == cut.origin_country)
-        .map_or(0.0, |s| s.share);
+        .find(|s| s.country == cut.origin_country);
+    let global_share = cut_share.map_or(0.0, |s| s.share);
+    // Which of the figures used are estimates, said in the answer.
+    let mut estimates = Vec::new();
+    if supply.estimate {
+        estimates.push(format!(
+            "world output of {} at {}",
+            mineral_name(cut.mineral),
+            stage_name(cut.stage)
+        ));
+    }
+    if cut_share.is_some_and(|s| s.estimate) {
+        estimates.push(format!("share of {} in global supply", cut.origin_country));
+    }
     let days = f64::from(cut.duration_days);
     let global_fraction = global_share * cut.cut_fraction;
     let global_tonnes = world * global_fraction * days / DAYS_PER_YEAR;
@@ -67,19 +79,24 @@ pub fn run(
     let mut impacts: Vec<pb::ScenarioMemberImpact> = members
         .iter()
         .map(|member| {
-            let exposure = a
-                .sourcing(member, cut.mineral, cut.stage)
-                .map_or(global_share, |s| {
-                    s.shares
-                        .iter()
-                        .find(|x| x.country == cut.origin_country)
-                        .map_or(0.0, |x| x.share)
-                });
-            let consumption = a
-                .data
-                .consumption
-                .get(&(member.clone(), cut.mineral))
-                .map(|c| c.tonnes_per_year);
+            let exposure = match a.sourcing(member, cut.mineral, cut.stage) {
+                Some(s) => {
+                    let share = s.shares.iter().find(|x| x.country == cut.origin_country);
+                    if share.is_some_and(|x| x.estimate) {
+                        estimates.push(format!(
+                            "share of {} in the sourcing of {}",
+                            cut.origin_country, s.member
+                        ));
+                    }
+                    share.map_or(0.0, |x| x.share)
+                }
+                None => global_share,
+            };
+            let consumption = a.data.consumption.get(&(member.clone(), cut.mineral));
+            if consumption.is_some_and(|c| c.estimate) {
+                estimates.push(format!("consumption of {member}"));
+            }
+            let consumption = consumption.map(|c| c.tonnes_per_year);
             let per_day = consumption.unwrap_or(0.0) / DAYS_PER_YEAR * exposure * cut.cut_fraction;
             pb::ScenarioMemberImpact {
                 member: member.clone(),
@@ -135,6 +152,11 @@ pub fn run(
         reference_data_version: a.data.version.clone(),
         stockpiles_as_of: None,
         computed_at: Some(a.now),
+        estimates: {
+            estimates.sort();
+            estimates.dedup();
+            estimates
+        },
     })
 }
 

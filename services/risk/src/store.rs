@@ -30,6 +30,9 @@ pub enum Change {
         /// The report's version that now moves scores, or `None` when the
         /// report no longer does (resolved, retracted, not a disruption).
         in_force: Option<Box<Report>>,
+        /// The price it reports (USD per tonne), remembered so a price
+        /// alert is raised once per price, not per amendment.
+        observed_price: Option<f64>,
     },
     /// A report in force stopped being partnership-wide (the sharing
     /// service answers NOT_FOUND for it): it stops moving scores.
@@ -56,6 +59,7 @@ pub struct RiskStore {
     store: Store,
     active: sled::Tree,
     meta: sled::Tree,
+    prices: sled::Tree,
     alerts: Arc<EventLog>,
     writer: GroupCommit<Processed, bool>,
 }
@@ -65,8 +69,14 @@ impl RiskStore {
     pub fn open(store: &Store) -> Result<Self, KitError> {
         let active = store.tree("disruptions")?;
         let meta = store.tree("meta")?;
+        let prices = store.tree("prices")?;
         let alerts = EventLog::open(store, "alerts")?;
-        let trees = (active.clone(), meta.clone(), alerts.tree().clone());
+        let trees = (
+            active.clone(),
+            meta.clone(),
+            alerts.tree().clone(),
+            prices.clone(),
+        );
         let writer = GroupCommit::new(
             store.clone(),
             alerts.clone(),
@@ -76,9 +86,18 @@ impl RiskStore {
             store: store.clone(),
             active,
             meta,
+            prices,
             alerts,
             writer,
         })
+    }
+
+    /// The last price (USD per tonne) report `id` carried, if any.
+    pub fn last_price(&self, id: &str) -> Result<Option<f64>, KitError> {
+        self.prices
+            .get(id.as_bytes())?
+            .map(|v| read_u64(&v).map(f64::from_bits))
+            .transpose()
     }
 
     /// The last report-stream sequence processed (0: none yet).
@@ -130,12 +149,12 @@ fn read_u64(v: &[u8]) -> Result<u64, KitError> {
 /// disruption change, its alerts and the cursor, or — for a sequence at or
 /// below the cursor — nothing.
 fn apply(
-    trees: &(sled::Tree, sled::Tree, sled::Tree),
+    trees: &(sled::Tree, sled::Tree, sled::Tree, sled::Tree),
     first: u64,
     ops: &[Processed],
 ) -> Result<Vec<Applied<bool>>, KitError> {
-    let refs = (&trees.0, &trees.1, &trees.2);
-    let result = refs.transaction(|(active, meta, log)| {
+    let refs = (&trees.0, &trees.1, &trees.2, &trees.3);
+    let result = refs.transaction(|(active, meta, log, prices)| {
         let mut cursor = match meta.get(CURSOR)? {
             Some(v) => read_u64(&v).map_err(ConflictableTransactionError::Abort)?,
             None => 0,
@@ -150,6 +169,7 @@ fn apply(
                 sequence,
                 report_id,
                 in_force,
+                observed_price,
             } = &op.change
             {
                 if *sequence <= cursor {
@@ -166,6 +186,9 @@ fn apply(
                     None => {
                         active.remove(report_id.as_bytes())?;
                     }
+                }
+                if let Some(price) = observed_price {
+                    prices.insert(report_id.as_bytes(), &price.to_bits().to_be_bytes())?;
                 }
                 cursor = *sequence;
                 meta.insert(CURSOR, &cursor.to_be_bytes())?;
@@ -216,6 +239,7 @@ mod tests {
                     sequence: 7,
                     report_id: "r1".into(),
                     in_force: Some(Box::new(report.clone())),
+                    observed_price: Some(12.5),
                 },
                 alerts: vec![alert("a"), alert("b")],
             };
@@ -224,6 +248,7 @@ mod tests {
             assert_eq!(s.cursor().unwrap(), 7);
             assert_eq!(s.alerts().published(), 2);
             assert_eq!(s.in_force().unwrap()["r1"], report);
+            assert_eq!(s.last_price("r1").unwrap(), Some(12.5));
             s.flush_now().unwrap();
         }
         // Reopened: the same state, and the next event goes after it.
@@ -236,6 +261,7 @@ mod tests {
                 sequence: 9,
                 report_id: "r1".into(),
                 in_force: None,
+                observed_price: None,
             },
             alerts: vec![alert("c")],
         };

@@ -243,7 +243,10 @@ impl AlertFilter {
     /// filters never exclude them).
     pub fn matches(&self, a: &RiskAlert) -> bool {
         let price = a.kind == RiskAlertKind::PriceDumping as i32;
-        (self.kinds.is_empty() || self.kinds.contains(&a.kind))
+        // UNSPECIFIED in the list means "any kind", as the contract says.
+        let any_kind =
+            self.kinds.is_empty() || self.kinds.contains(&(RiskAlertKind::Unspecified as i32));
+        (any_kind || self.kinds.contains(&a.kind))
             && (self.minerals.is_empty() || self.minerals.contains(&a.mineral))
             && (price || self.stages.is_empty() || self.stages.contains(&a.stage))
             && (price || self.members.is_empty() || self.members.contains(&a.member))
@@ -256,7 +259,7 @@ impl AlertFilter {
 pub fn subscribe_request(r: &SubscribeRiskAlertsRequest) -> Result<AlertFilter, RiskError> {
     let f = r.filter.clone().unwrap_or_default();
     for (i, k) in f.kinds.iter().enumerate() {
-        if !matches!(RiskAlertKind::try_from(*k), Ok(k) if k != RiskAlertKind::Unspecified) {
+        if RiskAlertKind::try_from(*k).is_err() {
             return Err(RiskError::invalid(
                 format!("filter.kinds[{i}]"),
                 format!("{k} is not an alert kind"),
@@ -284,4 +287,79 @@ pub fn subscribe_request(r: &SubscribeRiskAlertsRequest) -> Result<AlertFilter, 
         stages: f.stages,
         members: f.members,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: RiskAlertKind, member: &str) -> RiskAlert {
+        RiskAlert {
+            kind: kind as i32,
+            member: member.into(),
+            mineral: Mineral::Gallium as i32,
+            stage: Stage::Refining as i32,
+            ..Default::default()
+        }
+    }
+
+    fn filter(f: RiskAlertFilter) -> Result<AlertFilter, RiskError> {
+        subscribe_request(&SubscribeRiskAlertsRequest {
+            filter: Some(f),
+            after_sequence: None,
+        })
+    }
+
+    #[test]
+    fn an_unspecified_kind_means_any_and_price_alerts_pass_member_filters() {
+        let any = filter(RiskAlertFilter {
+            kinds: vec![RiskAlertKind::Unspecified as i32],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(any.matches(&alert(RiskAlertKind::ThresholdCleared, "US")));
+        let us = filter(RiskAlertFilter {
+            kinds: vec![
+                RiskAlertKind::ThresholdExceeded as i32,
+                RiskAlertKind::PriceDumping as i32,
+            ],
+            members: vec!["US".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(us.matches(&alert(RiskAlertKind::ThresholdExceeded, "US")));
+        assert!(!us.matches(&alert(RiskAlertKind::ThresholdExceeded, "EU")));
+        assert!(!us.matches(&alert(RiskAlertKind::ThresholdCleared, "US")));
+        assert!(us.matches(&alert(RiskAlertKind::PriceDumping, "")));
+    }
+
+    #[test]
+    fn bad_filters_are_refused_by_field() {
+        for (f, field) in [
+            (
+                RiskAlertFilter {
+                    kinds: vec![99],
+                    ..Default::default()
+                },
+                "filter.kinds[0]",
+            ),
+            (
+                RiskAlertFilter {
+                    stages: vec![0],
+                    ..Default::default()
+                },
+                "filter.stages[0]",
+            ),
+            (
+                RiskAlertFilter {
+                    members: vec!["US".into(), "u s".into()],
+                    ..Default::default()
+                },
+                "filter.members[1]",
+            ),
+        ] {
+            let err = filter(f).unwrap_err();
+            assert!(err.to_string().starts_with(field), "{err}");
+        }
+    }
 }
