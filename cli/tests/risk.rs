@@ -90,11 +90,14 @@ async fn risk_commands_print_tables_and_json() {
         ],
     )));
     let impacts = scenario[0]["memberImpacts"].as_array().unwrap();
-    assert!(
-        impacts
-            .iter()
-            .all(|m| m["stockpileAvailability"] == "STOCKPILE_AVAILABILITY_NOT_REPORTED")
-    );
+    assert_eq!(impacts.len(), 5, "every demo member");
+    for m in impacts {
+        let f = |k: &str| m[k].as_f64().unwrap_or(0.0);
+        let expected = f("consumptionTonnesPerYear") / 365.0 * f("exposureFraction") * 0.5 * 30.0;
+        assert!((f("shortfallTonnes") - expected).abs() < 1e-9, "{m}");
+    }
+    let us = impacts.iter().find(|m| m["member"] == "US").unwrap();
+    assert!(us["shortfallTonnes"].as_f64().unwrap() > 0.0, "{us}");
 
     let price = ok(&orex(&stack, "us-ana", &["price", "antimony"]));
     assert!(price.contains("dumping below"), "{price}");
@@ -126,16 +129,20 @@ async fn risk_commands_print_tables_and_json() {
             .spawn()
             .expect("run orex")
     });
-    let first = tokio::task::block_in_place(|| {
+    let stdout = watch.stdout.take().unwrap();
+    let reading = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut line = String::new();
-        std::io::BufReader::new(watch.stdout.take().unwrap())
+        std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .unwrap();
         line
     });
+    // Bounded: a missing alert fails the test instead of hanging it.
+    let first = tokio::time::timeout(std::time::Duration::from_secs(20), reading).await;
     let _ = watch.kill();
     let _ = watch.wait();
+    let first = first.expect("an alert within 20 s").unwrap();
     let alert: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(alert["alert"]["kind"], "RISK_ALERT_KIND_THRESHOLD_EXCEEDED");
     assert_eq!(

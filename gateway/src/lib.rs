@@ -53,12 +53,11 @@ pub const SERVICE_NAMES: [&str; 3] = [
 ];
 
 /// Of [`SERVICE_NAMES`], the ones served when the risk backend is (or is not) configured.
-fn served_names(risk: bool) -> &'static [&'static str] {
-    if risk {
-        &SERVICE_NAMES
-    } else {
-        &SERVICE_NAMES[..2]
-    }
+fn served_names(risk: bool) -> Vec<&'static str> {
+    SERVICE_NAMES
+        .into_iter()
+        .filter(|n| risk || *n != "orex.risk.v1.RiskService")
+        .collect()
 }
 
 /// A gateway whose policy, issuer keys, TLS material and access log have
@@ -164,7 +163,7 @@ impl Prepared {
                 }
                 routes
             },
-            names,
+            &names,
             shutdown.clone(),
             Some(refused),
         )

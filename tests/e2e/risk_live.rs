@@ -448,7 +448,7 @@ async fn only_the_risk_workload_reads_the_report_stream_and_only_what_everyone_m
         .list_reports(orex_proto::sharing::v1::ListReportsRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     // Principal metadata from a workload acting as itself is ignored.
     let mut req = tonic::Request::new(orex_proto::sharing::v1::ListReportsRequest::default());
     req.metadata_mut()
@@ -458,7 +458,7 @@ async fn only_the_risk_workload_reads_the_report_stream_and_only_what_everyone_m
     req.metadata_mut()
         .insert("x-orex-roles", "reader".parse().unwrap());
     let err = sharing.list_reports(req).await.unwrap_err();
-    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     // A workload on neither list may not call at all.
     let other = stack.layout.ca().unwrap().workload("emergency").unwrap();
     let ch = stack

@@ -109,19 +109,22 @@ impl WorkloadGuard {
     }
 
     /// Also admits the named workloads calling as themselves (`risk`). A
-    /// name in both lists is only a forwarder.
+    /// name in both lists fails closed: it is only a workload acting as
+    /// itself, never a forwarder (configs refuse the overlap outright).
     pub fn acting_as_themselves<I, S>(mut self, workloads: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.themselves = Arc::new(
-            workloads
-                .into_iter()
-                .map(Into::into)
-                .filter(|w| !self.forwarders.contains(w))
+        let themselves: BTreeSet<String> = workloads.into_iter().map(Into::into).collect();
+        self.forwarders = Arc::new(
+            self.forwarders
+                .iter()
+                .filter(|w| !themselves.contains(*w))
+                .cloned()
                 .collect(),
         );
+        self.themselves = Arc::new(themselves);
         self
     }
 
@@ -201,6 +204,15 @@ pub fn workload_of<T>(request: &Request<T>) -> Option<&str> {
 
 /// The member principal [`WorkloadGuard::principals`] put on the request.
 pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
+    // A workload acting as itself speaks for no member: every handler that
+    // needs a principal refuses it, unless it reads `workload_of` first.
+    if let Some(w) = workload_of(request) {
+        return Err(status::error(
+            Code::PermissionDenied,
+            Reason::WorkloadNotAllowed,
+            format!("workload {w} calls as itself and may not call this method"),
+        ));
+    }
     request
         .extensions()
         .get::<Principal>()

@@ -70,7 +70,7 @@ impl From<RiskError> for Status {
                 status::error(
                     Code::Internal,
                     Reason::Internal,
-                    "the score could not be computed; operators have been alerted in the log",
+                    "the risk service failed; operators have the details in its log",
                 )
             }
         }

@@ -353,7 +353,12 @@ impl Follower {
             {
                 Ok(_) => false,
                 Err(s) if s.code() == tonic::Code::NotFound => true,
-                Err(s) => return Err(refused(&s)),
+                // One report that cannot be read now must not stop the
+                // stream: it is read again at the next recheck.
+                Err(s) => {
+                    tracing::warn!(report = %id, error = %refused(&s), "could not recheck a report in force");
+                    false
+                }
             };
             if gone {
                 self.withdraw(&id).await?;
@@ -393,19 +398,47 @@ impl Follower {
             .into_iter()
             .collect();
         let alerts = crossings(&b, &a, &minerals, &[id.to_owned()]);
-        self.store
-            .record(Processed {
+        self.publish_then_record(
+            after,
+            Processed {
                 change: Change::Withdrawn {
                     report_id: id.to_owned(),
                 },
                 alerts,
-            })
-            .await?;
+            },
+        )
+        .await
+    }
+
+    /// Lets answers see `after`, then records the change with its alerts:
+    /// an alert is readable only once it is durable, and by then every
+    /// score already shows what it announces. (Answers may see a change a
+    /// moment before it is durable; if recording fails they return to the
+    /// store's state, and the event is applied again on reconnecting.)
+    async fn publish_then_record(
+        &self,
+        after: Vec<Disruption>,
+        p: Processed,
+    ) -> Result<(), KitError> {
         self.live.store(Arc::new(after));
+        match self.store.record(p).await {
+            Ok(true) => Ok(()),
+            Ok(false) => self.reset_live(),
+            Err(e) => {
+                self.reset_live()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Answers see what the store holds.
+    fn reset_live(&self) -> Result<(), KitError> {
+        self.live
+            .store(Arc::new(disruptions(&self.store.in_force()?)));
         Ok(())
     }
 
-    /// Applies one event: records it with its alerts, then lets answers see it.
+    /// Applies one event: lets answers see it, and records it with its alerts.
     pub async fn apply(&self, event: SubscribeReportsResponse) -> Result<(), KitError> {
         let _judging = self.judging.lock().await;
         let Some(report) = event.report else {
@@ -478,9 +511,9 @@ impl Follower {
         if observed.is_some() && observed != self.store.last_price(&report.id)? {
             alerts.extend(dumping(&report, &reference.data, now));
         }
-        let recorded = self
-            .store
-            .record(Processed {
+        self.publish_then_record(
+            after,
+            Processed {
                 change: Change::Report {
                     sequence: event.sequence,
                     report_id: report.id.clone(),
@@ -488,12 +521,9 @@ impl Follower {
                     observed_price: observed,
                 },
                 alerts,
-            })
-            .await?;
-        if recorded {
-            self.live.store(Arc::new(after));
-        }
-        Ok(())
+            },
+        )
+        .await
     }
 }
 

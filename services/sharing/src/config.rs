@@ -59,6 +59,15 @@ impl SharingConfig {
                 "allowed_workloads: at least one workload must be allowed".into(),
             ));
         }
+        if let Some(w) = c
+            .reader_workloads
+            .iter()
+            .find(|w| c.allowed_workloads.contains(w))
+        {
+            return Err(orex_kit::KitError::Config(format!(
+                "{w:?} is in both allowed_workloads (forwards member principals) and reader_workloads (reads as itself); list it in one"
+            )));
+        }
         for w in c.allowed_workloads.iter().chain(&c.reader_workloads) {
             if orex_kit::identity::parse_identity(&format!(
                 "{}workload/{w}",

@@ -27,8 +27,7 @@ use crate::validate;
 /// Most reports one list call inspects, so a page never costs a full scan.
 const MAX_SCAN: usize = 10_000;
 
-/// The sharing service's state, shared by every call.
-/// Who reads a report stream.
+/// Who reads reports (a stream or a get).
 #[derive(Debug, Clone)]
 enum Viewer {
     /// A member principal, forwarded by the gateway.
@@ -46,6 +45,7 @@ fn partnership_wide(r: &Report) -> bool {
         .is_some_and(|c| matches!(c.marking(), Marking::Clear | Marking::Green))
 }
 
+/// The sharing service's state, shared by every call.
 #[derive(Debug, Clone)]
 pub struct Sharing {
     store: ReportStore,
@@ -77,6 +77,14 @@ impl Sharing {
     }
 
     fn caller<T>(&self, req: &Request<T>, role: Role) -> Result<Principal, SharingError> {
+        if let Some(w) = workload_of(req) {
+            return Err(SharingError::PermissionDenied(
+                Reason::WorkloadNotAllowed,
+                format!(
+                    "workload {w} reads as itself: it may only follow the report stream and get partnership-wide reports"
+                ),
+            ));
+        }
         let who =
             principal_of(req).map_err(|s| SharingError::Unauthenticated(s.message().to_owned()))?;
         if !self.partnership.load().is_active_member(&who.member) {
