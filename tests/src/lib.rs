@@ -284,7 +284,21 @@ impl Stack {
     /// when record `from` is corrupted on disk: that record, every later one
     /// and every checkpoint are gone (sled keeps the longest intact prefix).
     pub fn lose_audit_tail(&self, from: u64) {
-        let db = sled::open(self.layout.data("gateway")).expect("open the stopped gateway's store");
+        // sled's background thread lets go of the folder's lock only at its
+        // next tick after the gateway dropped the store: wait for the lock
+        // (bounded), not for a time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let db = loop {
+            match sled::open(self.layout.data("gateway")) {
+                Ok(db) => break db,
+                Err(e)
+                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("open the stopped gateway's store: {e}"),
+            }
+        };
         let records = db.open_tree("audit_records").expect("records");
         for item in records.range((from + 1).to_be_bytes()..) {
             records.remove(item.expect("record").0).expect("remove");
