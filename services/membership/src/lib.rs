@@ -18,4 +18,4 @@ pub use policy::{
     TokenAlgorithm,
 };
 pub use principal::{Principal, Role};
-pub use visibility::Audience;
+pub use visibility::{Audience, partnership_wide};

@@ -21,6 +21,13 @@ pub struct Audience<'a> {
     pub recipient_principals: &'a [PrincipalRef],
 }
 
+/// True when every member may see a record so marked (CLEAR or GREEN): the
+/// only records a workload acting as itself (the risk service) may read, so
+/// nothing it computes can reveal a restricted one.
+pub fn partnership_wide(marking: Marking) -> bool {
+    matches!(marking, Marking::Clear | Marking::Green)
+}
+
 impl Partnership {
     /// True when `viewer` may learn that a record with this audience exists.
     /// Suspended or unknown members see nothing; an unknown marking is

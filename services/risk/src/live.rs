@@ -21,7 +21,7 @@ use orex_kit::status::reason_of;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
 use orex_membership::Partnership;
-use orex_proto::common::v1::{Marking, Mineral, Stage};
+use orex_proto::common::v1::{Mineral, Stage};
 use orex_proto::risk::v1 as pb;
 use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use orex_proto::sharing::v1::{
@@ -61,7 +61,7 @@ pub struct Source {
 fn partnership_wide(r: &Report) -> bool {
     r.content
         .as_ref()
-        .is_some_and(|c| matches!(c.marking(), Marking::Clear | Marking::Green))
+        .is_some_and(|c| orex_membership::partnership_wide(c.marking()))
 }
 
 /// The disruption a report version stands for, if it moves scores: an
@@ -541,6 +541,7 @@ fn refused(status: &tonic::Status) -> KitError {
 mod tests {
     use super::*;
     use crate::assess::tests::{fixtures, restriction};
+    use orex_proto::common::v1::Marking;
     use orex_proto::sharing::v1::{Price, ReportContent};
 
     fn report(marking: Marking, status: ReportStatus, category: Category) -> Report {

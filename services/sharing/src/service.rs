@@ -42,7 +42,7 @@ enum Viewer {
 fn partnership_wide(r: &Report) -> bool {
     r.content
         .as_ref()
-        .is_some_and(|c| matches!(c.marking(), Marking::Clear | Marking::Green))
+        .is_some_and(|c| orex_membership::partnership_wide(c.marking()))
 }
 
 /// The sharing service's state, shared by every call.
