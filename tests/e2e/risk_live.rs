@@ -479,7 +479,7 @@ async fn only_the_risk_workload_reads_the_report_stream_and_only_what_everyone_m
 
 #[tokio::test]
 async fn a_new_reference_data_version_that_crosses_a_threshold_raises_an_alert_without_a_cause() {
-    let (stack, _, restricted) = spawn().await;
+    let (mut stack, _, restricted) = spawn().await;
     let mut alerts = subscribe(&stack, &["US"], Some(0)).await;
     let mut alice = stack.client("us-alice").await;
     publish(&mut alice, restriction(Marking::Green, &[])).await;
@@ -514,6 +514,47 @@ async fn a_new_reference_data_version_that_crosses_a_threshold_raises_an_alert_w
     let now = c.supply_risk.as_ref().unwrap();
     close(now.supply_risk, restricted * 0.5);
     assert!(now.reference_data_version.starts_with("e2e-"));
+
+    // Other figures under the version in force: refused, the old kept.
+    let in_force = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        in_force.replacen("substitution_index = 0.5", "substitution_index = 0.6", 1),
+    )
+    .unwrap();
+    let refused = stack.reload_reference_data().unwrap_err().to_string();
+    assert!(refused.contains("must carry a new version"), "{refused}");
+    close(us_score(&stack).await.supply_risk, restricted * 0.5);
+
+    // A new version put in place while the risk service is down is judged
+    // when it starts: the score is back over the threshold, announced once.
+    stack.stop_risk().await;
+    std::fs::write(
+        &path,
+        in_force
+            .replacen("substitution_index = 0.5", "substitution_index = 1.0", 1)
+            .replacen("version = \"e2e-", "version = \"e2e-2-", 1),
+    )
+    .unwrap();
+    stack.start_risk().await;
+    let mut alerts = subscribe(&stack, &["US"], Some(cleared.sequence)).await;
+    let back = next(&mut alerts).await;
+    let (kind, c) = crossing(&back);
+    assert_eq!(kind, RiskAlertKind::ThresholdExceeded);
+    assert!(c.cause_report_ids.is_empty(), "{:?}", c.cause_report_ids);
+    close(c.previous_supply_risk, restricted * 0.5);
+    close(c.supply_risk.as_ref().unwrap().supply_risk, restricted);
+    // Nothing more: a restart judges the same scores the same way.
+    stack.restart_risk().await;
+    let mut alice = stack.client("us-alice").await;
+    let marker = publish(&mut alice, dumping_marker()).await;
+    let mut alerts = subscribe(&stack, &["US"], Some(back.sequence)).await;
+    let a = next(&mut alerts).await.alert.unwrap();
+    assert_eq!(a.kind(), RiskAlertKind::PriceDumping, "{a:?}");
+    match a.detail {
+        Some(risk_alert::Detail::PriceDumping(p)) => assert_eq!(p.report_id, marker.id),
+        other => panic!("{other:?}"),
+    }
     stack.stop().await;
 }
 
@@ -544,6 +585,43 @@ async fn a_restriction_narrowed_below_green_stops_moving_scores() {
     let (kind, c) = crossing(&cleared);
     assert_eq!(kind, RiskAlertKind::ThresholdCleared);
     assert_eq!(c.cause_report_ids, [report.id.as_str()]);
+    let s = us_score(&stack).await;
+    close(s.supply_risk, base);
+    assert!(s.applied_disruptions.is_empty());
+    stack.stop().await;
+}
+
+/// A GREEN report narrowed to AMBER while the risk service was down: its
+/// GREEN event is stale when the service catches up. The sharing service
+/// withholds it (a version is streamed only while the latest is visible
+/// too), and the risk service confirms any report before it moves scores
+/// (for an event already in flight when the narrowing lands): the report
+/// never moves a score, and nothing says it existed.
+#[tokio::test]
+async fn a_restriction_narrowed_while_the_risk_service_was_down_never_moves_scores() {
+    let (mut stack, base, _) = spawn().await;
+    stack.stop_risk().await;
+    let mut alice = stack.client("us-alice").await;
+    let report = publish(&mut alice, restriction(Marking::Green, &[])).await;
+    alice
+        .amend_report(AmendReportRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            report_id: report.id.clone(),
+            expected_version: 1,
+            content: Some(restriction(Marking::Amber, &["EU"])),
+            note: "for the EU only".into(),
+        })
+        .await
+        .unwrap();
+    stack.start_risk().await;
+    let marker = publish(&mut alice, dumping_marker()).await;
+    let mut alerts = subscribe(&stack, &["US"], Some(0)).await;
+    let a = next(&mut alerts).await.alert.unwrap();
+    assert_eq!(a.kind(), RiskAlertKind::PriceDumping, "{a:?}");
+    match a.detail {
+        Some(risk_alert::Detail::PriceDumping(p)) => assert_eq!(p.report_id, marker.id),
+        other => panic!("{other:?}"),
+    }
     let s = us_score(&stack).await;
     close(s.supply_risk, base);
     assert!(s.applied_disruptions.is_empty());

@@ -136,11 +136,26 @@ pub struct LiveFile<T> {
     file: std::sync::Arc<WatchedFile>,
     value: std::sync::Arc<arc_swap::ArcSwap<T>>,
     parse: std::sync::Arc<Parse<T>>,
+    successor: Option<std::sync::Arc<SuccessorCheck<T>>>,
     on_change: std::sync::Arc<std::sync::OnceLock<Box<OnChange<T>>>>,
 }
 
 /// Called with the value replaced and its replacement.
 type OnChange<T> = dyn Fn(std::sync::Arc<T>, std::sync::Arc<T>) + Send + Sync;
+
+/// Judges a parsed new value against the one in force.
+type SuccessorCheck<T> = dyn Fn(&T, &T) -> Result<Successor, KitError> + Send + Sync;
+
+/// What to do with a new value that parsed, once compared with the value in
+/// force (see [`LiveFile::with_successor_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Successor {
+    /// Put it in force.
+    Replace,
+    /// It says nothing new: keep the value in force, and call no change
+    /// handler (an explicit reload of an unchanged file is not a change).
+    Keep,
+}
 
 impl<T> Clone for LiveFile<T> {
     fn clone(&self) -> Self {
@@ -148,6 +163,7 @@ impl<T> Clone for LiveFile<T> {
             file: self.file.clone(),
             value: self.value.clone(),
             parse: self.parse.clone(),
+            successor: self.successor.clone(),
             on_change: self.on_change.clone(),
         }
     }
@@ -177,8 +193,22 @@ impl<T: Send + Sync + 'static> LiveFile<T> {
             file: std::sync::Arc::new(WatchedFile::new(path, &bytes)),
             value: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(value)),
             parse: std::sync::Arc::new(parse),
+            successor: None,
             on_change: std::sync::Arc::new(std::sync::OnceLock::new()),
         })
+    }
+
+    /// Compares every new value that parsed with the value in force before
+    /// it replaces it: `check(in_force, new)` may keep the old one or refuse
+    /// the new one with its reason (the reference data refuses a changed
+    /// file that kept its version). Without a check every parsed value
+    /// replaces the one in force.
+    pub fn with_successor_check(
+        mut self,
+        check: impl Fn(&T, &T) -> Result<Successor, KitError> + Send + Sync + 'static,
+    ) -> Self {
+        self.successor = Some(std::sync::Arc::new(check));
+        self
     }
 
     /// The shared value; `load()` on it gives the one in force.
@@ -194,6 +224,11 @@ impl<T: Send + Sync + 'static> LiveFile<T> {
 
     fn install(&self, bytes: &[u8]) -> Result<(), KitError> {
         let new = std::sync::Arc::new((self.parse)(bytes)?);
+        if let Some(check) = &self.successor
+            && check(&self.value.load(), &new)? == Successor::Keep
+        {
+            return Ok(());
+        }
         let old = self.value.swap(new.clone());
         if let Some(f) = self.on_change.get() {
             f(old, new);

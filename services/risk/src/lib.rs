@@ -79,6 +79,29 @@ fn load_reference(bytes: &[u8]) -> Result<service::Loaded, KitError> {
     })
 }
 
+/// Whether a new reference data file may replace the one in force: the
+/// same bytes change nothing (an explicit reload of an unchanged file raises
+/// no alert), and a file whose figures changed must carry a new version —
+/// every answer names the version, so one version must mean one set of
+/// figures.
+fn reference_successor(
+    in_force: &service::Loaded,
+    new: &service::Loaded,
+) -> Result<orex_kit::reload::Successor, KitError> {
+    use orex_kit::reload::Successor;
+    let (old, new) = (&in_force.data, &new.data);
+    if old.content_sha256 == new.content_sha256 {
+        return Ok(Successor::Keep);
+    }
+    if old.version == new.version && !old.same_figures(new) {
+        return Err(KitError::Config(format!(
+            "version {:?} is in force with other figures; a file whose figures change must carry a new version",
+            old.version
+        )));
+    }
+    Ok(Successor::Replace)
+}
+
 /// Loads the policy and the reference data, checks the TLS files and opens
 /// the store. Must run inside a Tokio runtime (the store starts its flusher).
 pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
@@ -87,7 +110,8 @@ pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
         "reference_data",
         config.reference_data.clone(),
         load_reference,
-    )?;
+    )?
+    .with_successor_check(reference_successor);
     let hangups = [
         orex_kit::reload::HangupSignal::register()?,
         orex_kit::reload::HangupSignal::register()?,
@@ -155,11 +179,17 @@ impl Prepared {
             settings: self.config.assessment.settings(),
             judging: Arc::default(),
         };
-        // A new reference data version can cross thresholds too: judged
-        // in order with report events, by one task.
+        // New reference data or a new policy can cross thresholds too, and
+        // so can whatever changed while this service was down: each is
+        // judged, in order with report events, by one task.
         let (changes, mut changed) = tokio::sync::mpsc::unbounded_channel();
-        self.reference.on_change(move |old, new| {
-            let _ = changes.send((old, new));
+        let _ = changes.send("start");
+        let on_reference = changes.clone();
+        self.reference.on_change(move |_, _| {
+            let _ = on_reference.send("new reference data");
+        })?;
+        self.policy.on_change(move |_, _| {
+            let _ = changes.send("new policy");
         })?;
         let judge = follower.clone();
         let until = shutdown.clone();
@@ -168,9 +198,9 @@ impl Prepared {
                 tokio::select! {
                     _ = until.wait() => return,
                     next = changed.recv() => match next {
-                        Some((old, new)) => {
-                            if let Err(e) = judge.reference_changed(old, new).await {
-                                tracing::error!(error = %e, "could not record the alerts of a reference data change");
+                        Some(why) => {
+                            if let Err(e) = judge.rejudge(why).await {
+                                tracing::error!(error = %e, why, "could not judge the scores anew");
                             }
                         }
                         None => return,
@@ -212,5 +242,66 @@ impl Prepared {
         self.store.flush_now()?;
         tracing::info!("risk service stopped; store flushed");
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const SHIPPED: &str = include_str!("../data/reference.toml");
+
+    /// The shipped file with its first reference price changed.
+    fn other_price(text: &str) -> String {
+        let at = text.find("usd_per_tonne = ").expect("a price");
+        let end = at + text[at..].find('\n').expect("a line");
+        format!("{}usd_per_tonne = 1.0{}", &text[..at], &text[end..])
+    }
+
+    #[test]
+    fn a_reference_file_must_change_version_with_its_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reference.toml");
+        std::fs::write(&path, SHIPPED).unwrap();
+        let file = ReferenceReloader::load("reference_data", path.clone(), load_reference)
+            .unwrap()
+            .with_successor_check(reference_successor);
+        let changes = Arc::new(AtomicUsize::new(0));
+        let seen = changes.clone();
+        file.on_change(move |_, _| {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        let in_force = || file.shared().load_full().data.clone();
+        let original = in_force();
+
+        // The same bytes again: nothing happens.
+        file.reload().unwrap();
+        assert_eq!(changes.load(Ordering::SeqCst), 0);
+
+        // A comment added: same figures, same version, replaced quietly.
+        std::fs::write(&path, format!("# reviewed\n{SHIPPED}")).unwrap();
+        file.reload().unwrap();
+        assert_eq!(changes.load(Ordering::SeqCst), 1);
+        assert!(in_force().same_figures(&original));
+
+        // A figure changed under the same version: refused, old kept.
+        std::fs::write(&path, other_price(SHIPPED)).unwrap();
+        let refused = file.reload().unwrap_err().to_string();
+        assert!(refused.contains("must carry a new version"), "{refused}");
+        assert!(in_force().same_figures(&original));
+        assert_eq!(changes.load(Ordering::SeqCst), 1);
+
+        // The same change with a new version: in force.
+        let bumped = other_price(SHIPPED).replacen(
+            &format!("version = {:?}", original.version),
+            "version = \"test-next\"",
+            1,
+        );
+        std::fs::write(&path, bumped).unwrap();
+        file.reload().unwrap();
+        assert_eq!(in_force().version, "test-next");
+        assert_eq!(changes.load(Ordering::SeqCst), 2);
     }
 }

@@ -5,11 +5,14 @@
 //!
 //! Each event is turned into the change it makes (a disruption in force,
 //! replaced or gone) and the alerts it raises (threshold crossings and
-//! dependence ceilings, from the scores before and after; price dumping),
-//! and recorded in one transaction with the sequence
-//! ([`crate::store::RiskStore::record`]). Only then do answers see it. A
-//! restart of either side resumes from the recorded sequence; a replayed
-//! event is recognised by its sequence and applied once.
+//! dependence ceilings, judged against what alerts last said about each
+//! score — see [`judge`]; price dumping), and recorded in one transaction
+//! with the sequence and the new judgements
+//! ([`crate::store::RiskStore::record`]). A restart of either side resumes
+//! from the recorded sequence; a replayed event is recognised by its
+//! sequence and applied once. New reference data, a new policy and a start
+//! are judged the same way ([`Follower::rejudge`]), so a crossing is
+//! announced exactly once whatever brought it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +23,6 @@ use futures::StreamExt;
 use orex_kit::status::reason_of;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
-use orex_membership::Partnership;
 use orex_proto::common::v1::{Mineral, Stage};
 use orex_proto::risk::v1 as pb;
 use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
@@ -34,7 +36,7 @@ use tonic::transport::Endpoint;
 use crate::assess::{Assessor, Disruption, Settings};
 use crate::reference::ReferenceData;
 use crate::service::{Loaded, SharedPartnership, SharedReference};
-use crate::store::{Change, Processed, RiskStore};
+use crate::store::{Change, Judged, Judgements, Processed, RiskStore, ScoreKey};
 
 /// The disruptions in force, as every answer sees them.
 pub type SharedLive = Arc<ArcSwap<Vec<Disruption>>>;
@@ -43,6 +45,9 @@ pub type SharedLive = Arc<ArcSwap<Vec<Disruption>>>;
 /// to [`MAX_BACKOFF`] while it stays unreachable.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long the sharing service may take to confirm one report.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where and as whom to follow the report stream.
 #[derive(Debug, Clone)]
@@ -110,62 +115,79 @@ fn new_alert(kind: pb::RiskAlertKind, now: Timestamp) -> pb::RiskAlert {
     }
 }
 
-/// Alerts for every score of `minerals` whose threshold or dependence
-/// ceiling was crossed between `before` and `after`.
-pub fn crossings(
-    before: &Assessor<'_>,
-    after: &Assessor<'_>,
+/// Judges every score of `minerals` against what alerts last said about
+/// it (`judged`): the alerts for each threshold crossed (either way) and
+/// each dependence ceiling newly exceeded, and the judgements to record with
+/// them. A score never judged before is recorded without an alert: there is
+/// nothing it crossed from (a new member, mineral or stage, or a first start).
+pub fn judge(
+    now: &Assessor<'_>,
     minerals: &BTreeSet<Mineral>,
+    judged: &Judgements,
     cause_report_ids: &[String],
-) -> Vec<pb::RiskAlert> {
-    let mut out = Vec::new();
-    let members: Vec<String> = after
+) -> (Vec<pb::RiskAlert>, Vec<(ScoreKey, Judged)>) {
+    let mut alerts = Vec::new();
+    let mut updates = Vec::new();
+    let members: Vec<String> = now
         .partnership
         .members()
         .filter(|m| m.is_active())
         .map(|m| m.code.clone())
         .collect();
     for &mineral in minerals {
-        for stage in after.stages(mineral) {
+        for stage in now.stages(mineral) {
             for member in &members {
-                let (Ok(b), Ok(a)) = (
-                    before.assess(member, mineral, stage),
-                    after.assess(member, mineral, stage),
-                ) else {
+                let Ok(a) = now.assess(member, mineral, stage) else {
                     continue;
                 };
-                let exceeds = |s: &pb::SupplyRisk| {
-                    s.largest_supplier
-                        .as_ref()
-                        .is_some_and(|l| l.exceeds_ceiling)
+                let key = ScoreKey {
+                    member: member.clone(),
+                    mineral,
+                    stage,
                 };
+                let j = Judged {
+                    supply_risk: a.supply_risk,
+                    above_threshold: a.above_threshold,
+                    over_ceiling: a
+                        .largest_supplier
+                        .as_ref()
+                        .is_some_and(|l| l.exceeds_ceiling),
+                };
+                let Some(before) = judged.get(&key) else {
+                    updates.push((key, j));
+                    continue;
+                };
+                if *before == j {
+                    continue;
+                }
                 let mut kinds = Vec::new();
-                match (b.above_threshold, a.above_threshold) {
+                match (before.above_threshold, j.above_threshold) {
                     (false, true) => kinds.push(pb::RiskAlertKind::ThresholdExceeded),
                     (true, false) => kinds.push(pb::RiskAlertKind::ThresholdCleared),
                     _ => {}
                 }
-                if !exceeds(&b) && exceeds(&a) {
+                if !before.over_ceiling && j.over_ceiling {
                     kinds.push(pb::RiskAlertKind::DependenceCeilingExceeded);
                 }
                 for kind in kinds {
-                    let mut alert = new_alert(kind, after.now);
+                    let mut alert = new_alert(kind, now.now);
                     alert.mineral = mineral as i32;
                     alert.stage = stage as i32;
                     alert.member = member.clone();
                     alert.detail = Some(pb::risk_alert::Detail::ThresholdCrossing(
                         pb::ThresholdCrossing {
-                            previous_supply_risk: b.supply_risk,
+                            previous_supply_risk: before.supply_risk,
                             supply_risk: Some(a.clone()),
                             cause_report_ids: cause_report_ids.to_vec(),
                         },
                     ));
-                    out.push(alert);
+                    alerts.push(alert);
                 }
+                updates.push((key, j));
             }
         }
     }
-    out
+    (alerts, updates)
 }
 
 /// A price-dumping alert when a report in force carries an observed price
@@ -211,48 +233,40 @@ pub struct Follower {
     pub partnership: SharedPartnership,
     /// Thresholds.
     pub settings: Settings,
-    /// Held while alerts are computed and recorded, so report events and
-    /// reference data changes are judged one after the other.
+    /// Held while alerts are computed and recorded, so every change (report
+    /// events, withdrawals, new reference data or policy) is judged against
+    /// the judgements the one before it recorded.
     pub judging: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Follower {
-    /// Records the alerts a new version of the reference data raises
-    /// (crossings of every score, with no cause report).
-    pub async fn reference_changed(
-        &self,
-        old: Arc<Loaded>,
-        new: Arc<Loaded>,
-    ) -> Result<(), KitError> {
+    /// Judges every score anew, with no cause report: after new reference
+    /// data or a new policy is in force, and at start (what changed while
+    /// the service was down — including a change it had put in force but
+    /// not yet judged when it stopped).
+    pub async fn rejudge(&self, why: &str) -> Result<(), KitError> {
         let _judging = self.judging.lock().await;
+        let reference = self.reference.load_full();
         let partnership = self.partnership.load_full();
         let live = self.live.load_full();
-        let now = Timestamp::from(std::time::SystemTime::now());
-        let before = Assessor {
-            data: &old.data,
+        let now = Assessor {
+            data: &reference.data,
             partnership: &partnership,
             disruptions: &live,
             settings: self.settings,
-            now,
+            now: Timestamp::from(std::time::SystemTime::now()),
         };
-        let after = Assessor {
-            data: &new.data,
-            ..before
-        };
-        let minerals: BTreeSet<Mineral> = old
-            .data
-            .supply
-            .keys()
-            .chain(new.data.supply.keys())
-            .map(|(m, _)| *m)
-            .collect();
-        let alerts = crossings(&before, &after, &minerals, &[]);
+        let minerals: BTreeSet<Mineral> = reference.data.supply.keys().map(|(m, _)| *m).collect();
+        let (alerts, judged) = judge(&now, &minerals, &self.store.judgements()?, &[]);
         if !alerts.is_empty() {
-            tracing::info!(alerts = alerts.len(), version = %new.data.version, "reference data change crossed thresholds");
+            tracing::info!(alerts = alerts.len(), why, version = %reference.data.version, "scores crossed thresholds");
+        }
+        if !alerts.is_empty() || !judged.is_empty() {
             self.store
                 .record(Processed {
-                    change: Change::ReferenceData,
+                    change: Change::Rejudged,
                     alerts,
+                    judged,
                 })
                 .await?;
         }
@@ -324,7 +338,7 @@ impl Follower {
                 item = stream.next() => match item {
                     Some(item) => {
                         let event = item.map_err(|s| refused(&s))?;
-                        self.apply(event).await?;
+                        self.apply(&mut client, event).await?;
                         applied += 1;
                     }
                     None => return Ok(applied),
@@ -375,29 +389,14 @@ impl Follower {
             return Ok(());
         };
         tracing::info!(report = %id, "a report in force is no longer partnership-wide; it stops moving scores");
-        let before = self.live.load_full();
         let after = disruptions(&in_force);
-        let reference = self.reference.load_full();
-        let partnership = self.partnership.load_full();
-        let now = Timestamp::from(std::time::SystemTime::now());
-        let b = Assessor {
-            data: &reference.data,
-            partnership: &partnership,
-            disruptions: &before,
-            settings: self.settings,
-            now,
-        };
-        let a = Assessor {
-            disruptions: &after,
-            ..b
-        };
         let minerals: BTreeSet<Mineral> = report
             .content
             .as_ref()
             .and_then(|c| Mineral::try_from(c.mineral).ok())
             .into_iter()
             .collect();
-        let alerts = crossings(&b, &a, &minerals, &[id.to_owned()]);
+        let (alerts, judged) = self.judge(&after, &minerals, &[id.to_owned()])?;
         self.publish_then_record(
             after,
             Processed {
@@ -405,9 +404,34 @@ impl Follower {
                     report_id: id.to_owned(),
                 },
                 alerts,
+                judged,
             },
         )
         .await
+    }
+
+    /// Judges `minerals` with `disruptions` in force (see [`judge`]).
+    fn judge(
+        &self,
+        disruptions: &[Disruption],
+        minerals: &BTreeSet<Mineral>,
+        cause_report_ids: &[String],
+    ) -> Result<(Vec<pb::RiskAlert>, Vec<(ScoreKey, Judged)>), KitError> {
+        let reference = self.reference.load_full();
+        let partnership = self.partnership.load_full();
+        let now = Assessor {
+            data: &reference.data,
+            partnership: &partnership,
+            disruptions,
+            settings: self.settings,
+            now: Timestamp::from(std::time::SystemTime::now()),
+        };
+        Ok(judge(
+            &now,
+            minerals,
+            &self.store.judgements()?,
+            cause_report_ids,
+        ))
     }
 
     /// Lets answers see `after`, then records the change with its alerts:
@@ -438,15 +462,47 @@ impl Follower {
         Ok(())
     }
 
-    /// Applies one event: lets answers see it, and records it with its alerts.
-    pub async fn apply(&self, event: SubscribeReportsResponse) -> Result<(), KitError> {
-        let _judging = self.judging.lock().await;
+    /// Whether report `id` is still visible to this workload. An event may
+    /// be stale by the time it is applied: a report narrowed below GREEN
+    /// since (while this service was away, or while the event was in
+    /// flight) leaves no event on this stream, so a version that would put
+    /// a report in force is confirmed first.
+    async fn still_visible(
+        &self,
+        client: &mut SharingServiceClient<tonic::transport::Channel>,
+        id: &str,
+    ) -> Result<bool, KitError> {
+        let call = client.get_report(GetReportRequest {
+            report_id: id.to_owned(),
+            version: 0,
+        });
+        match tokio::time::timeout(CONFIRM_TIMEOUT, call).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(s)) if s.code() == tonic::Code::NotFound => Ok(false),
+            Ok(Err(s)) => Err(refused(&s)),
+            Err(_) => Err(KitError::Server(format!(
+                "the sharing service did not answer GetReport for {id} within {CONFIRM_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Applies one event: lets answers see it, and records it with its
+    /// alerts and judgements.
+    async fn apply(
+        &self,
+        client: &mut SharingServiceClient<tonic::transport::Channel>,
+        event: SubscribeReportsResponse,
+    ) -> Result<(), KitError> {
         let Some(report) = event.report else {
             return Err(KitError::Corrupt(format!(
                 "report event {} carries no report",
                 event.sequence
             )));
         };
+        let visible = !partnership_wide(&report)
+            || disruption_of(&report).is_none()
+            || self.still_visible(client, &report.id).await?;
+        let _judging = self.judging.lock().await;
         if !partnership_wide(&report) {
             // The sharing service shows a reader workload nothing else. Only
             // the cursor moves: nothing of it may reach a score or an alert.
@@ -461,54 +517,47 @@ impl Follower {
                         observed_price: None,
                     },
                     alerts: vec![],
+                    judged: vec![],
                 })
                 .await?;
             return Ok(());
         }
         let reference: Arc<Loaded> = self.reference.load_full();
-        let partnership: Arc<Partnership> = self.partnership.load_full();
         let mut in_force = self.store.in_force()?;
         let before = disruptions(&in_force);
         let previous_mineral = in_force
             .get(&report.id)
             .and_then(|r| r.content.as_ref())
             .map(|c| c.mineral);
-        let now_in_force = disruption_of(&report).map(|_| report.clone());
+        let now_in_force = (visible && disruption_of(&report).is_some()).then(|| report.clone());
+        if !visible {
+            tracing::info!(report = %report.id, sequence = event.sequence, "a report no longer partnership-wide: its stale event moves no score");
+        }
         match &now_in_force {
             Some(r) => in_force.insert(report.id.clone(), r.clone()),
             None => in_force.remove(&report.id),
         };
         let after = disruptions(&in_force);
-        let now = Timestamp::from(std::time::SystemTime::now());
-        let mut alerts = Vec::new();
-        if before != after {
+        let (mut alerts, judged) = if before == after {
+            (Vec::new(), Vec::new())
+        } else {
             let minerals: BTreeSet<Mineral> = previous_mineral
                 .into_iter()
                 .chain(report.content.as_ref().map(|c| c.mineral))
                 .filter_map(|m| Mineral::try_from(m).ok())
                 .collect();
-            let assessor = |d| Assessor {
-                data: &reference.data,
-                partnership: &partnership,
-                disruptions: d,
-                settings: self.settings,
-                now,
-            };
-            alerts.extend(crossings(
-                &assessor(&before),
-                &assessor(&after),
-                &minerals,
-                std::slice::from_ref(&report.id),
-            ));
-        }
+            self.judge(&after, &minerals, std::slice::from_ref(&report.id))?
+        };
         // A price alert once per observed price of a report, not again for
-        // every amendment that repeats it.
+        // every amendment that repeats it; none for a stale event.
         let observed = report
             .content
             .as_ref()
             .and_then(|c| c.observed_price.as_ref())
-            .map(|p| p.usd_per_tonne);
+            .map(|p| p.usd_per_tonne)
+            .filter(|_| visible);
         if observed.is_some() && observed != self.store.last_price(&report.id)? {
+            let now = Timestamp::from(std::time::SystemTime::now());
             alerts.extend(dumping(&report, &reference.data, now));
         }
         self.publish_then_record(
@@ -521,6 +570,7 @@ impl Follower {
                     observed_price: observed,
                 },
                 alerts,
+                judged,
             },
         )
         .await
@@ -541,6 +591,7 @@ fn refused(status: &tonic::Status) -> KitError {
 mod tests {
     use super::*;
     use crate::assess::tests::{fixtures, restriction};
+    use orex_membership::Partnership;
     use orex_proto::common::v1::Marking;
     use orex_proto::sharing::v1::{Price, ReportContent};
 
@@ -640,7 +691,7 @@ mod tests {
     }
 
     #[test]
-    fn crossings_name_the_threshold_and_the_ceiling() {
+    fn judging_names_the_threshold_and_the_ceiling_crossed_since_last_judged() {
         let (data, p) = fixtures();
         // US gallium: 2.0655 before; the restriction lifts it over a
         // threshold of 2.5. AA's 0.5 of US sourcing is over a ceiling of
@@ -653,12 +704,25 @@ mod tests {
         let before = assessor(&data, &p, &[], settings);
         let after = assessor(&data, &p, &live, settings);
         let minerals = BTreeSet::from([Mineral::Gallium]);
-        let alerts = crossings(&before, &after, &minerals, &["r1".to_owned()]);
+        // Judged for the first time: recorded, nothing announced.
+        let (first, recorded) = judge(&after, &minerals, &Judgements::new(), &[]);
+        assert!(first.is_empty(), "{first:?}");
+        assert!(!recorded.is_empty());
+        // Judged again with nothing changed: nothing to record.
+        let (again, unchanged) = judge(&after, &minerals, &baseline(&after, &minerals), &[]);
+        assert!(again.is_empty() && unchanged.is_empty());
+        let judged = baseline(&before, &minerals);
+        let (alerts, _) = judge(&after, &minerals, &judged, &["r1".to_owned()]);
         let us: Vec<_> = alerts.iter().filter(|a| a.member == "US").collect();
         assert_eq!(us.len(), 1, "{alerts:?}");
         assert_eq!(us[0].kind(), pb::RiskAlertKind::ThresholdExceeded);
         // And back.
-        let back = crossings(&after, &before, &minerals, &["r1".to_owned()]);
+        let (back, _) = judge(
+            &before,
+            &minerals,
+            &baseline(&after, &minerals),
+            &["r1".to_owned()],
+        );
         assert!(
             back.iter()
                 .any(|a| a.member == "US" && a.kind() == pb::RiskAlertKind::ThresholdCleared)
@@ -676,7 +740,7 @@ mod tests {
         let live = [outage];
         let before = assessor(&data, &p, &[], settings);
         let after = assessor(&data, &p, &live, settings);
-        let alerts = crossings(&before, &after, &minerals, &[]);
+        let (alerts, _) = judge(&after, &minerals, &baseline(&before, &minerals), &[]);
         let eu: Vec<_> = alerts.iter().filter(|a| a.member == "EU").collect();
         assert_eq!(eu.len(), 1, "{alerts:?}");
         assert_eq!(eu[0].kind(), pb::RiskAlertKind::DependenceCeilingExceeded);
@@ -695,6 +759,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// What judging `now` for the first time records.
+    fn baseline(now: &Assessor<'_>, minerals: &BTreeSet<Mineral>) -> Judgements {
+        let (alerts, judged) = judge(now, minerals, &Judgements::new(), &[]);
+        assert!(alerts.is_empty());
+        judged.into_iter().collect()
     }
 
     #[test]

@@ -321,6 +321,18 @@ fn instant(what: &str, text: &str) -> Result<prost_types::Timestamp, ReferenceEr
 }
 
 impl ReferenceData {
+    /// True when `other` carries the same version, publication date, sources
+    /// and figures — whatever its comments and layout.
+    pub fn same_figures(&self, other: &ReferenceData) -> bool {
+        ReferenceData {
+            content_sha256: String::new(),
+            ..self.clone()
+        } == ReferenceData {
+            content_sha256: String::new(),
+            ..other.clone()
+        }
+    }
+
     /// Parses and validates the bytes of a reference data file.
     pub fn parse(bytes: &[u8]) -> Result<ReferenceData, ReferenceError> {
         let text = std::str::from_utf8(bytes)
