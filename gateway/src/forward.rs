@@ -81,6 +81,48 @@ where
     answer.map(Response::new)
 }
 
+/// One service face's unary path: its door, the fully-qualified service
+/// name its methods are recorded under, and the backend client calls are
+/// forwarded with. Each face (sharing, risk, …) holds one, so a new
+/// service's face is its handlers and its screening, nothing more.
+#[derive(Debug, Clone)]
+pub struct Face<C> {
+    /// The door every call goes through.
+    pub door: Door,
+    /// `/orex.x.v1.XService/`, the prefix of every method name.
+    pub service: &'static str,
+    /// The backend client; cloned per call (it shares one connection).
+    pub backend: C,
+}
+
+impl<C: Clone> Face<C> {
+    /// [`forward_unary`] for method `name` of this face's service, calling
+    /// `call` with a clone of the backend client.
+    pub async fn unary<Req, Resp, Call, Fut>(
+        &self,
+        name: &str,
+        req: Request<Req>,
+        resources: Vec<String>,
+        call: Call,
+        screen: impl FnOnce(&Pass, Resp) -> Result<(Resp, Vec<Touched>), Status>,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Call: FnOnce(C, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<Response<Resp>, Status>>,
+    {
+        let method = format!("{}{name}", self.service);
+        forward_unary(
+            &self.door,
+            &method,
+            req,
+            resources,
+            |out| call(self.backend.clone(), out),
+            screen,
+        )
+        .await
+    }
+}
+
 /// A backend's error as the member may see it: its code, a bounded message
 /// and only the `google.rpc` details that are safe to pass on
 /// (`orex_kit::status::relayable_details`); internal failures get a generic

@@ -4,8 +4,6 @@
 //! and from CLEAR and GREEN reports only, so there is nothing per-member to
 //! screen out of them; the door's role check (analyst) is the gate.
 
-use std::future::Future;
-
 use orex_kit::Shutdown;
 use orex_kit::status::{self as kit_status, Reason};
 use orex_kit::stream::{BoxStream, StreamConfig};
@@ -17,7 +15,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::backend::Backend;
 use crate::door::{Door, Pass, Touched};
-use crate::forward::{Sequenced, forward_unary, relay_screened, sanitized};
+use crate::forward::{Face, Sequenced, relay_screened, sanitized};
 
 const SERVICE: &str = "/orex.risk.v1.RiskService/";
 
@@ -30,9 +28,8 @@ impl Sequenced for SubscribeRiskAlertsResponse {
 /// The gateway's face of the risk API.
 #[derive(Debug, Clone)]
 pub struct RiskGateway {
-    door: Door,
     policy: crate::policy::PolicyHandle,
-    backend: RiskServiceClient<Channel>,
+    face: Face<RiskServiceClient<Channel>>,
     streams_backend: RiskServiceClient<Channel>,
     streams: StreamConfig,
     shutdown: Shutdown,
@@ -48,14 +45,7 @@ fn mineral_resource(mineral: i32) -> Vec<String> {
     orex_proto::common::v1::Mineral::try_from(mineral)
         .ok()
         .filter(|m| *m != orex_proto::common::v1::Mineral::Unspecified)
-        .map(|m| {
-            vec![format!(
-                "mineral:{}",
-                m.as_str_name()
-                    .trim_start_matches("MINERAL_")
-                    .to_ascii_lowercase()
-            )]
-        })
+        .map(|m| vec![format!("mineral:{}", orex_proto::names::mineral(m))])
         .unwrap_or_default()
 }
 
@@ -69,36 +59,16 @@ impl RiskGateway {
         shutdown: Shutdown,
     ) -> Self {
         Self {
-            door,
             policy,
-            backend: RiskServiceClient::new(backend.unary),
+            face: Face {
+                door,
+                service: SERVICE,
+                backend: RiskServiceClient::new(backend.unary),
+            },
             streams_backend: RiskServiceClient::new(backend.streams),
             streams,
             shutdown,
         }
-    }
-
-    async fn unary<Req, Resp, Call, Fut>(
-        &self,
-        name: &str,
-        req: Request<Req>,
-        resources: Vec<String>,
-        call: Call,
-    ) -> Result<Response<Resp>, Status>
-    where
-        Call: FnOnce(RiskServiceClient<Channel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        let method = format!("{SERVICE}{name}");
-        forward_unary(
-            &self.door,
-            &method,
-            req,
-            resources,
-            |out| call(self.backend.clone(), out),
-            unscreened,
-        )
-        .await
     }
 }
 
@@ -109,20 +79,30 @@ impl RiskService for RiskGateway {
         req: Request<GetSupplyRiskRequest>,
     ) -> Result<Response<GetSupplyRiskResponse>, Status> {
         let resources = mineral_resource(req.get_ref().mineral);
-        self.unary("GetSupplyRisk", req, resources, |mut c, r| async move {
-            c.get_supply_risk(r).await
-        })
-        .await
+        self.face
+            .unary(
+                "GetSupplyRisk",
+                req,
+                resources,
+                |mut c, r| async move { c.get_supply_risk(r).await },
+                unscreened,
+            )
+            .await
     }
 
     async fn list_supply_risks(
         &self,
         req: Request<ListSupplyRisksRequest>,
     ) -> Result<Response<ListSupplyRisksResponse>, Status> {
-        self.unary("ListSupplyRisks", req, vec![], |mut c, r| async move {
-            c.list_supply_risks(r).await
-        })
-        .await
+        self.face
+            .unary(
+                "ListSupplyRisks",
+                req,
+                vec![],
+                |mut c, r| async move { c.list_supply_risks(r).await },
+                unscreened,
+            )
+            .await
     }
 
     async fn run_scenario(
@@ -135,10 +115,15 @@ impl RiskService for RiskGateway {
             .as_ref()
             .map(|s| mineral_resource(s.mineral))
             .unwrap_or_default();
-        self.unary("RunScenario", req, resources, |mut c, r| async move {
-            c.run_scenario(r).await
-        })
-        .await
+        self.face
+            .unary(
+                "RunScenario",
+                req,
+                resources,
+                |mut c, r| async move { c.run_scenario(r).await },
+                unscreened,
+            )
+            .await
     }
 
     async fn get_reference_price(
@@ -146,10 +131,15 @@ impl RiskService for RiskGateway {
         req: Request<GetReferencePriceRequest>,
     ) -> Result<Response<GetReferencePriceResponse>, Status> {
         let resources = mineral_resource(req.get_ref().mineral);
-        self.unary("GetReferencePrice", req, resources, |mut c, r| async move {
-            c.get_reference_price(r).await
-        })
-        .await
+        self.face
+            .unary(
+                "GetReferencePrice",
+                req,
+                resources,
+                |mut c, r| async move { c.get_reference_price(r).await },
+                unscreened,
+            )
+            .await
     }
 
     type SubscribeRiskAlertsStream = BoxStream<SubscribeRiskAlertsResponse>;
@@ -159,7 +149,7 @@ impl RiskService for RiskGateway {
         req: Request<SubscribeRiskAlertsRequest>,
     ) -> Result<Response<Self::SubscribeRiskAlertsStream>, Status> {
         let method = format!("{SERVICE}SubscribeRiskAlerts");
-        let pass = self.door.admit(&req, &method, vec![]).await?;
+        let pass = self.face.door.admit(&req, &method, vec![]).await?;
         let out = pass.outbound(req)?;
         let upstream = match self
             .streams_backend
@@ -203,12 +193,14 @@ impl RiskService for RiskGateway {
         &self,
         req: Request<GetReferenceDataVersionRequest>,
     ) -> Result<Response<GetReferenceDataVersionResponse>, Status> {
-        self.unary(
-            "GetReferenceDataVersion",
-            req,
-            vec![],
-            |mut c, r| async move { c.get_reference_data_version(r).await },
-        )
-        .await
+        self.face
+            .unary(
+                "GetReferenceDataVersion",
+                req,
+                vec![],
+                |mut c, r| async move { c.get_reference_data_version(r).await },
+                unscreened,
+            )
+            .await
     }
 }

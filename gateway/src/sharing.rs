@@ -2,8 +2,6 @@
 //! [`Door`], forwarded to the sharing service over mutual TLS, and every
 //! report in the answer screened again before it leaves.
 
-use std::future::Future;
-
 use orex_kit::Shutdown;
 use orex_kit::status::{self as kit_status, Reason};
 use orex_kit::stream::{BoxStream, StreamConfig};
@@ -14,7 +12,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::door::{Door, Pass, Touched};
-use crate::forward::{forward_unary, relay_screened, sanitized};
+use crate::forward::{Face, relay_screened, sanitized};
 use crate::screen::{may_see, owner};
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
@@ -24,9 +22,8 @@ pub use crate::backend::Backend;
 /// The gateway's face of the sharing API.
 #[derive(Debug, Clone)]
 pub struct SharingGateway {
-    door: Door,
     policy: crate::policy::PolicyHandle,
-    backend: SharingServiceClient<Channel>,
+    face: Face<SharingServiceClient<Channel>>,
     streams_backend: Channel,
     streams: StreamConfig,
     shutdown: Shutdown,
@@ -42,39 +39,16 @@ impl SharingGateway {
         shutdown: Shutdown,
     ) -> Self {
         Self {
-            door,
             policy,
-            backend: SharingServiceClient::new(backend.unary),
+            face: Face {
+                door,
+                service: SERVICE,
+                backend: SharingServiceClient::new(backend.unary),
+            },
             streams_backend: backend.streams,
             streams,
             shutdown,
         }
-    }
-
-    /// Admits, forwards, screens the answer, and records the outcome
-    /// ([`forward_unary`], shared by every service face).
-    async fn unary<Req, Resp, Call, Fut>(
-        &self,
-        name: &str,
-        req: Request<Req>,
-        resources: Vec<String>,
-        call: Call,
-        screen: impl FnOnce(&Pass, Resp) -> Result<(Resp, Vec<Touched>), Status>,
-    ) -> Result<Response<Resp>, Status>
-    where
-        Call: FnOnce(SharingServiceClient<Channel>, Request<Req>) -> Fut,
-        Fut: Future<Output = Result<Response<Resp>, Status>>,
-    {
-        let method = format!("{SERVICE}{name}");
-        forward_unary(
-            &self.door,
-            &method,
-            req,
-            resources,
-            |out| call(self.backend.clone(), out),
-            screen,
-        )
-        .await
     }
 }
 
@@ -164,14 +138,15 @@ impl SharingService for SharingGateway {
         req: Request<PublishReportRequest>,
     ) -> Result<Response<PublishReportResponse>, Status> {
         let resources = vec![format!("request:{}", req.get_ref().request_id)];
-        self.unary(
-            "PublishReport",
-            req,
-            resources,
-            |mut c, r| async move { c.publish_report(r).await },
-            screen_single,
-        )
-        .await
+        self.face
+            .unary(
+                "PublishReport",
+                req,
+                resources,
+                |mut c, r| async move { c.publish_report(r).await },
+                screen_single,
+            )
+            .await
     }
 
     async fn amend_report(
@@ -179,14 +154,15 @@ impl SharingService for SharingGateway {
         req: Request<AmendReportRequest>,
     ) -> Result<Response<AmendReportResponse>, Status> {
         let resources = vec![req.get_ref().report_id.clone()];
-        self.unary(
-            "AmendReport",
-            req,
-            resources,
-            |mut c, r| async move { c.amend_report(r).await },
-            screen_single,
-        )
-        .await
+        self.face
+            .unary(
+                "AmendReport",
+                req,
+                resources,
+                |mut c, r| async move { c.amend_report(r).await },
+                screen_single,
+            )
+            .await
     }
 
     async fn resolve_report(
@@ -194,14 +170,15 @@ impl SharingService for SharingGateway {
         req: Request<ResolveReportRequest>,
     ) -> Result<Response<ResolveReportResponse>, Status> {
         let resources = vec![req.get_ref().report_id.clone()];
-        self.unary(
-            "ResolveReport",
-            req,
-            resources,
-            |mut c, r| async move { c.resolve_report(r).await },
-            screen_single,
-        )
-        .await
+        self.face
+            .unary(
+                "ResolveReport",
+                req,
+                resources,
+                |mut c, r| async move { c.resolve_report(r).await },
+                screen_single,
+            )
+            .await
     }
 
     async fn retract_report(
@@ -209,14 +186,15 @@ impl SharingService for SharingGateway {
         req: Request<RetractReportRequest>,
     ) -> Result<Response<RetractReportResponse>, Status> {
         let resources = vec![req.get_ref().report_id.clone()];
-        self.unary(
-            "RetractReport",
-            req,
-            resources,
-            |mut c, r| async move { c.retract_report(r).await },
-            screen_single,
-        )
-        .await
+        self.face
+            .unary(
+                "RetractReport",
+                req,
+                resources,
+                |mut c, r| async move { c.retract_report(r).await },
+                screen_single,
+            )
+            .await
     }
 
     async fn get_report(
@@ -224,33 +202,35 @@ impl SharingService for SharingGateway {
         req: Request<GetReportRequest>,
     ) -> Result<Response<GetReportResponse>, Status> {
         let resources = vec![req.get_ref().report_id.clone()];
-        self.unary(
-            "GetReport",
-            req,
-            resources,
-            |mut c, r| async move { c.get_report(r).await },
-            screen_single,
-        )
-        .await
+        self.face
+            .unary(
+                "GetReport",
+                req,
+                resources,
+                |mut c, r| async move { c.get_report(r).await },
+                screen_single,
+            )
+            .await
     }
 
     async fn list_reports(
         &self,
         req: Request<ListReportsRequest>,
     ) -> Result<Response<ListReportsResponse>, Status> {
-        self.unary(
-            "ListReports",
-            req,
-            vec![],
-            |mut c, r| async move { c.list_reports(r).await },
-            |p, mut resp| {
-                let (kept, _) = screen_many(p, std::mem::take(&mut resp.reports));
-                let seen = touched(&kept);
-                resp.reports = kept;
-                Ok((resp, seen))
-            },
-        )
-        .await
+        self.face
+            .unary(
+                "ListReports",
+                req,
+                vec![],
+                |mut c, r| async move { c.list_reports(r).await },
+                |p, mut resp| {
+                    let (kept, _) = screen_many(p, std::mem::take(&mut resp.reports));
+                    let seen = touched(&kept);
+                    resp.reports = kept;
+                    Ok((resp, seen))
+                },
+            )
+            .await
     }
 
     async fn list_report_versions(
@@ -258,28 +238,29 @@ impl SharingService for SharingGateway {
         req: Request<ListReportVersionsRequest>,
     ) -> Result<Response<ListReportVersionsResponse>, Status> {
         let resources = vec![req.get_ref().report_id.clone()];
-        self.unary(
-            "ListReportVersions",
-            req,
-            resources,
-            |mut c, r| async move { c.list_report_versions(r).await },
-            |p, mut resp| {
-                // Audiences only shrink, so a version the caller may not see
-                // means the report's latest is hidden too: the whole report is absent.
-                let (kept, withheld) = screen_many(p, std::mem::take(&mut resp.reports));
-                if withheld > 0 {
-                    return Err(kit_status::error(
-                        Code::NotFound,
-                        Reason::NotFound,
-                        "report not found",
-                    ));
-                }
-                let seen = touched(&kept);
-                resp.reports = kept;
-                Ok((resp, seen))
-            },
-        )
-        .await
+        self.face
+            .unary(
+                "ListReportVersions",
+                req,
+                resources,
+                |mut c, r| async move { c.list_report_versions(r).await },
+                |p, mut resp| {
+                    // Audiences only shrink, so a version the caller may not see
+                    // means the report's latest is hidden too: the whole report is absent.
+                    let (kept, withheld) = screen_many(p, std::mem::take(&mut resp.reports));
+                    if withheld > 0 {
+                        return Err(kit_status::error(
+                            Code::NotFound,
+                            Reason::NotFound,
+                            "report not found",
+                        ));
+                    }
+                    let seen = touched(&kept);
+                    resp.reports = kept;
+                    Ok((resp, seen))
+                },
+            )
+            .await
     }
 
     type SubscribeReportsStream = BoxStream<SubscribeReportsResponse>;
@@ -289,7 +270,7 @@ impl SharingService for SharingGateway {
         req: Request<SubscribeReportsRequest>,
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
         let method = format!("{SERVICE}SubscribeReports");
-        let pass = self.door.admit(&req, &method, vec![]).await?;
+        let pass = self.face.door.admit(&req, &method, vec![]).await?;
         let out = pass.outbound(req)?;
         let upstream = match relay_subscribe(self.streams_backend.clone(), out).await {
             Ok(s) => s.into_inner(),

@@ -130,26 +130,13 @@ fn upper(v: &[String]) -> Vec<String> {
     v.iter().map(|m| m.trim().to_uppercase()).collect()
 }
 
-/// `gallium`, `light-rare-earths`.
-fn word(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix)
-        .unwrap_or(name)
-        .to_lowercase()
-        .replace('_', "-")
-}
-
+/// `gallium`, `light-rare-earths`: the words the CLI reads.
 fn mineral_word(m: i32) -> String {
-    word(
-        Mineral::try_from(m).unwrap_or_default().as_str_name(),
-        "MINERAL_",
-    )
+    orex_proto::names::mineral(Mineral::try_from(m).unwrap_or_default()).replace('_', "-")
 }
 
 fn stage_word(s: i32) -> String {
-    word(
-        Stage::try_from(s).unwrap_or_default().as_str_name(),
-        "STAGE_",
-    )
+    orex_proto::names::stage(Stage::try_from(s).unwrap_or_default()).replace('_', "-")
 }
 
 /// Runs a risk subcommand with the analyst bundle in `bundle`.
@@ -545,7 +532,12 @@ fn print_price(p: &ReferencePrice) {
 
 fn print_alert(ev: &SubscribeRiskAlertsResponse) {
     let a = ev.alert.clone().unwrap_or_default();
-    let kind = word(a.kind().as_str_name(), "RISK_ALERT_KIND_");
+    let kind = a
+        .kind()
+        .as_str_name()
+        .trim_start_matches("RISK_ALERT_KIND_")
+        .to_lowercase()
+        .replace('_', "-");
     match &a.detail {
         Some(risk_alert::Detail::ThresholdCrossing(c)) => {
             let s = c.supply_risk.clone().unwrap_or_default();

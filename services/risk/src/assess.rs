@@ -425,16 +425,12 @@ fn dedup(mut ids: Vec<String>) -> Vec<String> {
 
 /// `gallium`, as the reference data writes it.
 pub fn mineral_name(m: Mineral) -> String {
-    m.as_str_name()
-        .trim_start_matches("MINERAL_")
-        .to_ascii_lowercase()
+    orex_proto::names::mineral(m)
 }
 
 /// `refining`, as the reference data writes it.
 pub fn stage_name(s: Stage) -> String {
-    s.as_str_name()
-        .trim_start_matches("STAGE_")
-        .to_ascii_lowercase()
+    orex_proto::names::stage(s)
 }
 
 #[cfg(test)]

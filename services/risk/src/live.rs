@@ -115,6 +115,9 @@ fn new_alert(kind: pb::RiskAlertKind, now: Timestamp) -> pb::RiskAlert {
     }
 }
 
+/// The alerts a change raises, and the judgements to record with them.
+pub type Verdict = (Vec<pb::RiskAlert>, Vec<(ScoreKey, Judged)>);
+
 /// Judges every score of `minerals` against what alerts last said about
 /// it (`judged`): the alerts for each threshold crossed (either way) and
 /// each dependence ceiling newly exceeded, and the judgements to record with
@@ -125,7 +128,7 @@ pub fn judge(
     minerals: &BTreeSet<Mineral>,
     judged: &Judgements,
     cause_report_ids: &[String],
-) -> (Vec<pb::RiskAlert>, Vec<(ScoreKey, Judged)>) {
+) -> Verdict {
     let mut alerts = Vec::new();
     let mut updates = Vec::new();
     let members: Vec<String> = now
@@ -416,7 +419,7 @@ impl Follower {
         disruptions: &[Disruption],
         minerals: &BTreeSet<Mineral>,
         cause_report_ids: &[String],
-    ) -> Result<(Vec<pb::RiskAlert>, Vec<(ScoreKey, Judged)>), KitError> {
+    ) -> Result<Verdict, KitError> {
         let reference = self.reference.load_full();
         let partnership = self.partnership.load_full();
         let now = Assessor {

@@ -287,14 +287,12 @@ pub struct ReferenceData {
 
 /// The proto enum value named `name` (`gallium` → `MINERAL_GALLIUM`).
 pub fn mineral(name: &str) -> Option<Mineral> {
-    Mineral::from_str_name(&format!("MINERAL_{}", name.to_ascii_uppercase()))
-        .filter(|m| *m != Mineral::Unspecified)
+    orex_proto::names::parse_mineral(name)
 }
 
 /// The proto enum value named `name` (`refining` → `STAGE_REFINING`).
 pub fn stage(name: &str) -> Option<Stage> {
-    Stage::from_str_name(&format!("STAGE_{}", name.to_ascii_uppercase()))
-        .filter(|s| *s != Stage::Unspecified)
+    orex_proto::names::parse_stage(name)
 }
 
 fn country_code(code: &str) -> bool {
