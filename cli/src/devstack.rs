@@ -12,7 +12,7 @@
 //!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
 //!   config/policy.toml sharing.toml risk.toml gateway.toml
 //!   config/reference.toml                     the risk reference data (a copy of
-//!                                             services/risk/data/reference.toml)
+//!                                             services/reference/data/reference.toml)
 //!   data/sharing/, data/risk/, data/gateway/  sled stores (reports; risk; access log)
 //! ```
 
@@ -250,7 +250,7 @@ pub const WORKLOADS: [&str; 3] = ["gateway", "sharing", "risk"];
 
 /// The reference data shipped with the repository, copied into a new dev
 /// folder as `config/reference.toml`.
-pub const SHIPPED_REFERENCE_DATA: &str = include_str!("../../services/risk/data/reference.toml");
+pub const SHIPPED_REFERENCE_DATA: &str = orex_reference::SHIPPED;
 
 /// Paths inside a dev folder.
 #[derive(Debug, Clone)]

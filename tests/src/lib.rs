@@ -244,24 +244,11 @@ impl Stack {
     /// [`start_gateway`](Self::start_gateway), or why the gateway refuses
     /// to start (its checks run before it serves).
     pub async fn try_start_gateway(&mut self) -> Result<(), orex_cli::CliError> {
-        // A gateway that refused to start has dropped its store, but sled's
-        // background thread lets go of the folder's lock only at its next
-        // tick (~0.5 s): wait for the lock, not for a time.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let (task, handles, shutdown) = loop {
-            let listener = TcpListener::bind(self.gateway_addr).await.expect("rebind");
-            let shutdown = Shutdown::new();
-            match devstack::spawn_gateway(&self.layout, listener, shutdown.clone()) {
-                Ok((task, handles)) => break (task, handles, shutdown),
-                Err(e)
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        // A gateway that refused to start has dropped its store; the next
+        // one waits for sled to let go of the folder (`Store::open`).
+        let listener = TcpListener::bind(self.gateway_addr).await.expect("rebind");
+        let shutdown = Shutdown::new();
+        let (task, handles) = devstack::spawn_gateway(&self.layout, listener, shutdown.clone())?;
         self.gateway_handles = Some(handles);
         self.gateway = Some((shutdown, task));
         Ok(())

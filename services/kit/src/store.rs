@@ -61,6 +61,9 @@ impl StoreConfig {
     }
 }
 
+/// How long [`Store::open`] waits for a folder another database holds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A service's sled database plus its group-commit flusher. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -71,11 +74,33 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`. Must be called inside a Tokio
     /// runtime: it starts the flusher task.
+    ///
+    /// sled locks the folder, and a dropped database lets go of the lock
+    /// only at its background thread's next tick: a service restarted in
+    /// the same process (the test harness, `orex up`) or a replacement
+    /// started as the old one exits waits for it, up to [`LOCK_WAIT`], and
+    /// then says who is likely to hold it.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Self, KitError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(config.cache_mib * 1024 * 1024)
-            .open()?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(config.cache_mib * 1024 * 1024)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(KitError::Config(format!(
+                            "{} is locked by another process for {LOCK_WAIT:?}: is another instance running on this data_dir? ({e})",
+                            dir.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let (flush_requests, mut rx) = mpsc::channel::<FlushRequest>(4096);
         tokio::spawn(async move {
             while let Some((db, first)) = rx.recv().await {
@@ -240,4 +265,31 @@ fn seq_from_key(k: &[u8]) -> u64 {
     let n = k.len().min(8);
     b[..n].copy_from_slice(&k[..n]);
     u64::from_be_bytes(b)
+}
+
+#[cfg(test)]
+mod reopen_tests {
+    use super::*;
+
+    /// A store reopened while the previous handle on its folder is still
+    /// letting go waits for the lock instead of failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_reopened_while_the_old_one_closes_waits_for_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        first.tree("t").unwrap().insert("k", "v").unwrap();
+        first.durable().await.unwrap();
+        let path = dir.path().to_owned();
+        let second =
+            tokio::task::spawn_blocking(move || Store::open(&path, &StoreConfig::default()));
+        drop(first);
+        let second = second
+            .await
+            .unwrap()
+            .expect("opened once the lock was free");
+        assert_eq!(
+            second.tree("t").unwrap().get("k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
 }

@@ -57,13 +57,7 @@ pub enum FormulaError {
     OutOfRange(String),
 }
 
-/// The lowest trade factor t (a trade agreement in force).
-pub const MIN_TRADE_FACTOR: f64 = 0.8;
-/// The highest trade factor t (the strictest export restriction).
-pub const MAX_TRADE_FACTOR: f64 = 2.0;
-
-/// Shares of a mix may sum to 1 within this much (published shares are rounded).
-pub const SHARE_SUM_TOLERANCE: f64 = 0.02;
+pub use orex_reference::{MAX_TRADE_FACTOR, MIN_TRADE_FACTOR, SHARE_SUM_TOLERANCE};
 
 fn fraction(what: &str, v: f64) -> Result<(), FormulaError> {
     if (0.0..=1.0).contains(&v) {
@@ -278,7 +272,7 @@ mod tests {
     /// the concentrations are published rounded to one decimal, so the
     /// recomputed score must be within 0.1 of the published one (tungsten
     /// 1.817 for 1.8). (Sources and the full table:
-    /// services/risk/data/RESEARCH.md §2.3.)
+    /// services/reference/data/RESEARCH.md §2.3.)
     #[test]
     fn published_eu_figures_are_recomputed() {
         // (material, GS, EU28, IR, EoL-RIR, SI_SR, published SR)

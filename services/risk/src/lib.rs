@@ -24,7 +24,8 @@ pub mod config;
 pub mod error;
 pub mod formula;
 pub mod live;
-pub mod reference;
+/// The reference data file (its own crate: the emergency service reads it too).
+pub use orex_reference as reference;
 pub mod scenario;
 pub mod service;
 pub mod store;
@@ -250,7 +251,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    const SHIPPED: &str = include_str!("../data/reference.toml");
+    const SHIPPED: &str = orex_reference::SHIPPED;
 
     /// The shipped file with its first reference price changed.
     fn other_price(text: &str) -> String {

@@ -1,8 +1,11 @@
-//! The reference data the risk service computes with: a versioned TOML file
-//! in which every figure cites a published source, validated as a whole
-//! before it is used (a file that fails is refused; the service keeps the
-//! version in force). Its version goes out with every answer, its SHA-256
-//! with `GetReferenceDataVersion`.
+//! The partnership's reference data: a versioned TOML file in which every
+//! figure cites a published source, validated as a whole before it is used
+//! (a file that fails is refused; a service keeps the version in force).
+//! The risk service computes scores from it, the emergency service splits
+//! releases by its consumption figures when a member withholds its own. Its
+//! version goes out with every answer, its SHA-256 with
+//! `GetReferenceDataVersion`. The shipped file is `data/reference.toml`
+//! ([`SHIPPED`]); its sources and method are in `data/RESEARCH.md`.
 //!
 //! ```toml
 //! version = "2026.1"
@@ -57,7 +60,7 @@
 //! source = "…"
 //! ```
 //!
-//! (The shape only; figures and their sources: `services/risk/data/`.)
+//! (The shape only; figures and their sources: `services/reference/data/`.)
 //!
 //! The country code `ZZ` (user-assigned in ISO 3166-1) stands for the
 //! unattributed remainder of a mix ("other countries"): it enters the
@@ -75,7 +78,16 @@ use orex_proto::common::v1::{Mineral, Stage};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::formula::{MAX_TRADE_FACTOR, MIN_TRADE_FACTOR, SHARE_SUM_TOLERANCE};
+/// The reference data file shipped with orex (`orex up` copies it).
+pub const SHIPPED: &str = include_str!("../data/reference.toml");
+
+/// The lowest trade factor t (a trade agreement in force).
+pub const MIN_TRADE_FACTOR: f64 = 0.8;
+/// The highest trade factor t (the strictest export restriction).
+pub const MAX_TRADE_FACTOR: f64 = 2.0;
+
+/// Shares of a mix may sum to 1 within this much (published shares are rounded).
+pub const SHARE_SUM_TOLERANCE: f64 = 0.02;
 
 /// Why a reference data file was refused; the message names the entry.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

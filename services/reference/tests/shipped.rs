@@ -1,12 +1,10 @@
-//! The reference data shipped in the repository (`services/risk/data/
+//! The reference data shipped in the repository (`services/reference/data/
 //! reference.toml`): it validates as a whole, covers the minerals the
 //! partnership follows, and every figure cites a listed source (the parser
 //! refuses a file where one does not).
 
 use orex_proto::common::v1::{Mineral, Stage};
-use orex_risk::reference::ReferenceData;
-
-const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/reference.toml");
+use orex_reference::ReferenceData;
 
 /// The minerals the issue names (rare earths as the EU's two groups).
 const FOLLOWED: [Mineral; 11] = [
@@ -24,8 +22,8 @@ const FOLLOWED: [Mineral; 11] = [
 ];
 
 fn shipped() -> ReferenceData {
-    let bytes = std::fs::read(SHIPPED).unwrap_or_else(|e| panic!("{SHIPPED}: {e}"));
-    ReferenceData::parse(&bytes).unwrap_or_else(|e| panic!("{SHIPPED}: {e}"))
+    ReferenceData::parse(orex_reference::SHIPPED.as_bytes())
+        .unwrap_or_else(|e| panic!("data/reference.toml: {e}"))
 }
 
 #[test]
