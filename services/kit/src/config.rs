@@ -38,6 +38,33 @@ pub fn resolve(base: &Path, p: &Path) -> std::path::PathBuf {
     }
 }
 
+/// Checks a service's workload lists: at least one forwarder
+/// (`allowed_workloads`, which forward member principals), each name a
+/// workload name, and no name also among `readers` (workloads that call as
+/// themselves): a name on both lists would be trusted two ways, so the
+/// service refuses to start.
+pub fn check_workloads(allowed: &[String], readers: &[String]) -> Result<(), KitError> {
+    if allowed.is_empty() {
+        return Err(KitError::Config(
+            "allowed_workloads: at least one workload must be allowed".into(),
+        ));
+    }
+    if let Some(w) = readers.iter().find(|w| allowed.contains(w)) {
+        return Err(KitError::Config(format!(
+            "{w:?} is in both allowed_workloads (forwards member principals) and reader_workloads (reads as itself); list it in one"
+        )));
+    }
+    for w in allowed.iter().chain(readers) {
+        let uri = format!("{}workload/{w}", crate::identity::SPIFFE_PREFIX);
+        if crate::identity::parse_identity(&uri).is_none() {
+            return Err(KitError::Config(format!(
+                "allowed_workloads/reader_workloads: {w:?} is not a workload name (write \"gateway\", not a URI)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;

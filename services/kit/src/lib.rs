@@ -6,6 +6,7 @@
 //! - [`tls`]: mutual-TLS server and client setup from PEM files.
 //! - [`identity`]: who is on the other end of a connection, from its certificate.
 //! - [`page_token`]: opaque, tamper-proof list page tokens.
+//! - [`fields`]: checks of request fields every service shares.
 //! - [`forwarded`]: the verified principal passed from the gateway to a service.
 //! - [`request_errors`]: undecodable requests answered as the client's fault, and observed.
 //! - [`reload`]: applying a changed config file on SIGHUP or file change.
@@ -21,6 +22,7 @@
 pub mod binary;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod forwarded;
 pub mod group_commit;
 pub mod identity;

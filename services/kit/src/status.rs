@@ -117,6 +117,19 @@ reasons! {
     ReportStatusConflict = "REPORT_STATUS_CONFLICT",
     /// The report changed since the caller read it.
     VersionConflict = "VERSION_CONFLICT",
+    /// The shortage case's status does not allow the call
+    /// (`PreconditionFailure` names the case and its status).
+    CaseStatusConflict = "CASE_STATUS_CONFLICT",
+    /// The caller's voting member (its bloc, for a bloc state) already voted
+    /// on the case.
+    AlreadyVoted = "ALREADY_VOTED",
+    /// The caller's voting member is not entitled to vote on the case (it
+    /// joined after the case was declared).
+    NotEligibleToVote = "NOT_ELIGIBLE_TO_VOTE",
+    /// The call concerns a pledge, stockpile or case of another member.
+    NotOwnMember = "NOT_OWN_MEMBER",
+    /// A delivery would exceed what was pledged.
+    PledgeExceeded = "PLEDGE_EXCEEDED",
     /// The access record could not be written or read; nothing was done.
     AuditUnavailable = "AUDIT_UNAVAILABLE",
     /// A service or its store is unreachable or failing; retry.

@@ -330,7 +330,34 @@ fn instant(what: &str, text: &str) -> Result<prost_types::Timestamp, ReferenceEr
         .map_err(|_| ReferenceError(format!("{what}: {text:?} is not an RFC 3339 instant")))
 }
 
+/// Whether a newly read file should replace the data in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replacement {
+    /// The same bytes: nothing changes.
+    Same,
+    /// New figures under a new version, or the same figures with other
+    /// comments or layout.
+    Replace,
+}
+
 impl ReferenceData {
+    /// Judges `new` against the data in force: the same bytes change
+    /// nothing, and a file whose figures changed must carry a new version —
+    /// every answer names the version, so one version must mean one set of
+    /// figures.
+    pub fn replacement(&self, new: &ReferenceData) -> Result<Replacement, ReferenceError> {
+        if self.content_sha256 == new.content_sha256 {
+            return Ok(Replacement::Same);
+        }
+        if self.version == new.version && !self.same_figures(new) {
+            return refuse(format!(
+                "version {:?} is in force with other figures; a file whose figures change must carry a new version",
+                self.version
+            ));
+        }
+        Ok(Replacement::Replace)
+    }
+
     /// True when `other` carries the same version, publication date, sources
     /// and figures — whatever its comments and layout.
     pub fn same_figures(&self, other: &ReferenceData) -> bool {

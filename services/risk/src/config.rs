@@ -143,19 +143,7 @@ impl RiskConfig {
                 c.assessment.dependence_ceiling
             )));
         }
-        if c.allowed_workloads.is_empty() {
-            return Err(orex_kit::KitError::Config(
-                "allowed_workloads: at least one workload must be allowed".into(),
-            ));
-        }
-        for w in &c.allowed_workloads {
-            let uri = format!("{}workload/{w}", orex_kit::identity::SPIFFE_PREFIX);
-            if orex_kit::identity::parse_identity(&uri).is_none() {
-                return Err(orex_kit::KitError::Config(format!(
-                    "allowed_workloads: {w:?} is not a workload name (write \"gateway\", not a URI)"
-                )));
-            }
-        }
+        orex_kit::config::check_workloads(&c.allowed_workloads, &[])?;
         Ok(c)
     }
 }

@@ -80,27 +80,18 @@ fn load_reference(bytes: &[u8]) -> Result<service::Loaded, KitError> {
     })
 }
 
-/// Whether a new reference data file may replace the one in force: the
-/// same bytes change nothing (an explicit reload of an unchanged file raises
-/// no alert), and a file whose figures changed must carry a new version —
-/// every answer names the version, so one version must mean one set of
-/// figures.
+/// Whether a new reference data file may replace the one in force
+/// ([`reference::ReferenceData::replacement`]).
 fn reference_successor(
     in_force: &service::Loaded,
     new: &service::Loaded,
 ) -> Result<orex_kit::reload::Successor, KitError> {
     use orex_kit::reload::Successor;
-    let (old, new) = (&in_force.data, &new.data);
-    if old.content_sha256 == new.content_sha256 {
-        return Ok(Successor::Keep);
+    match in_force.data.replacement(&new.data) {
+        Ok(reference::Replacement::Same) => Ok(Successor::Keep),
+        Ok(reference::Replacement::Replace) => Ok(Successor::Replace),
+        Err(e) => Err(KitError::Config(e.to_string())),
     }
-    if old.version == new.version && !old.same_figures(new) {
-        return Err(KitError::Config(format!(
-            "version {:?} is in force with other figures; a file whose figures change must carry a new version",
-            old.version
-        )));
-    }
-    Ok(Successor::Replace)
 }
 
 /// Loads the policy and the reference data, checks the TLS files and opens

@@ -54,32 +54,7 @@ impl SharingConfig {
         c.tls = c.tls.resolved(base);
         c.streams.validate("streams")?;
         c.store.validate("store")?;
-        if c.allowed_workloads.is_empty() {
-            return Err(orex_kit::KitError::Config(
-                "allowed_workloads: at least one workload must be allowed".into(),
-            ));
-        }
-        if let Some(w) = c
-            .reader_workloads
-            .iter()
-            .find(|w| c.allowed_workloads.contains(w))
-        {
-            return Err(orex_kit::KitError::Config(format!(
-                "{w:?} is in both allowed_workloads (forwards member principals) and reader_workloads (reads as itself); list it in one"
-            )));
-        }
-        for w in c.allowed_workloads.iter().chain(&c.reader_workloads) {
-            if orex_kit::identity::parse_identity(&format!(
-                "{}workload/{w}",
-                orex_kit::identity::SPIFFE_PREFIX
-            ))
-            .is_none()
-            {
-                return Err(orex_kit::KitError::Config(format!(
-                    "allowed_workloads/reader_workloads: {w:?} is not a workload name (write \"gateway\", not a URI)"
-                )));
-            }
-        }
+        orex_kit::config::check_workloads(&c.allowed_workloads, &c.reader_workloads)?;
         Ok(c)
     }
 }

@@ -1,0 +1,433 @@
+//! The shortage case state machine: each function takes a case as stored
+//! and returns the events a call appends (the case as of each), or why the
+//! call is not allowed in the case's status. Pure: no clock, no store — the
+//! store runs these inside its transaction, the tests on their own.
+//!
+//! ```text
+//! DeclareShortage ─▶ VOTING ──vote meets the rule──▶ ACTIVE ──CloseCase──▶ CLOSED
+//!                      │ └─vote makes it impossible─▶ REJECTED
+//!                      └──deadline passes──────────▶ EXPIRED
+//! ```
+
+use orex_proto::common::v1::{Mineral, PrincipalRef};
+use orex_proto::emergency::v1::{
+    CaseEventKind, CaseStatus, Fulfilment, MemberAllocation, Pledge, ShortageCase,
+    ShortageDeclaration, Stockpile, Vote, VoteChoice, VoteTally,
+};
+use orex_reference::ReferenceData;
+use prost_types::Timestamp;
+
+use crate::allocation::{Claim, allocate};
+use crate::error::EmergencyError;
+use crate::stockpile::figures;
+use crate::voting::{self, Choice, Electorate, Outcome, Rule, VoteError};
+
+type Result<T> = std::result::Result<T, EmergencyError>;
+
+/// The events one call appends.
+pub type Events = Vec<(CaseEventKind, ShortageCase)>;
+
+fn refuse(c: &ShortageCase, needs: &str) -> EmergencyError {
+    EmergencyError::case_status(
+        &c.id,
+        format!(
+            "case {} is {}; {needs}",
+            c.id,
+            c.status().as_str_name().trim_start_matches("CASE_STATUS_")
+        ),
+    )
+}
+
+fn stepped(mut c: ShortageCase, kind: CaseEventKind, events: &mut Events) -> ShortageCase {
+    c.version += 1;
+    events.push((kind, c.clone()));
+    c
+}
+
+/// The tally of `c`'s votes under `rule`, as the contract shows it.
+fn tally_of(c: &ShortageCase, rule: &Rule) -> Result<(VoteTally, Outcome)> {
+    let stored = c.tally.clone().unwrap_or_default();
+    let electorate = Electorate::from_eligible(
+        stored.eligible_voting_members.clone(),
+        stored.founding_members,
+    )
+    .map_err(|e| EmergencyError::Internal(format!("stored electorate: {e}")))?;
+    let votes = choices(c);
+    let t = voting::tally(rule, &electorate, &votes)
+        .map_err(|e| EmergencyError::Internal(format!("stored votes: {e}")))?;
+    Ok((tally_message(rule, &electorate, &t), t.outcome()))
+}
+
+fn tally_message(rule: &Rule, electorate: &Electorate, t: &voting::Tally) -> VoteTally {
+    VoteTally {
+        eligible_voting_members: electorate.eligible(),
+        founding_members: electorate.founding().to_vec(),
+        approvals: t.approvals,
+        rejections: t.rejections,
+        pending_voting_members: t.pending.clone(),
+        activation_rule: rule.describe(),
+        rule_met: t.rule_met,
+        rule_still_possible: t.still_possible,
+    }
+}
+
+fn choices(c: &ShortageCase) -> Vec<(String, Choice)> {
+    c.votes
+        .iter()
+        .map(|v| {
+            let choice = if v.choice() == VoteChoice::Approve {
+                Choice::Approve
+            } else {
+                Choice::Reject
+            };
+            (v.voting_member.clone(), choice)
+        })
+        .collect()
+}
+
+/// A new case in VOTING, with its electorate fixed now.
+pub fn declare(
+    id: &str,
+    declaration: ShortageDeclaration,
+    by: PrincipalRef,
+    at: Timestamp,
+    electorate: &Electorate,
+    rule: &Rule,
+) -> Result<Events> {
+    let t = voting::tally(rule, electorate, &[])
+        .map_err(|e| EmergencyError::Internal(format!("empty tally: {e}")))?;
+    let case = ShortageCase {
+        id: id.to_owned(),
+        status: CaseStatus::Voting as i32,
+        declaration: Some(declaration),
+        declared_by: Some(by),
+        declared_at: Some(at),
+        tally: Some(tally_message(rule, electorate, &t)),
+        version: 0,
+        ..Default::default()
+    };
+    let mut events = Events::new();
+    stepped(case, CaseEventKind::Declared, &mut events);
+    Ok(events)
+}
+
+/// True when `c`'s voting deadline has passed at `now`.
+pub fn voting_closed(c: &ShortageCase, now: &Timestamp) -> bool {
+    let deadline = c
+        .declaration
+        .as_ref()
+        .and_then(|d| d.voting_deadline)
+        .unwrap_or_default();
+    orex_kit::fields::nanos(now) >= orex_kit::fields::nanos(&deadline)
+}
+
+/// What an activation needs beyond the case.
+pub struct Split<'a> {
+    /// A voting party's latest stockpile report of the case's mineral.
+    pub stockpile_of: &'a dyn Fn(&str) -> Result<Option<Stockpile>>,
+    /// Consumption for parties that withheld figures.
+    pub reference: &'a ReferenceData,
+}
+
+impl std::fmt::Debug for Split<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Split")
+            .field("reference", &self.reference.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One vote as cast.
+#[derive(Debug, Clone)]
+pub struct Ballot {
+    /// The voting party (the caster's bloc, for a bloc state).
+    pub voting_member: String,
+    /// APPROVE or REJECT (never UNSPECIFIED: validated before).
+    pub choice: VoteChoice,
+    /// The caster's explanation.
+    pub comment: String,
+    /// The principal casting it.
+    pub by: PrincipalRef,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The vote of `ballot.voting_member`; the case becomes ACTIVE (with
+/// allocations) or REJECTED on the vote that decides it.
+pub fn vote(c: ShortageCase, ballot: &Ballot, rule: &Rule, split: &Split<'_>) -> Result<Events> {
+    let Ballot {
+        voting_member,
+        choice,
+        comment,
+        by,
+        at,
+    } = ballot.clone();
+    let voting_member = voting_member.as_str();
+    if c.status() != CaseStatus::Voting {
+        return Err(refuse(&c, "votes are taken only while it is VOTING"));
+    }
+    if voting_closed(&c, &at) {
+        return Err(refuse(
+            &c,
+            "its voting deadline has passed; the case expires",
+        ));
+    }
+    let stored = c.tally.clone().unwrap_or_default();
+    let electorate =
+        Electorate::from_eligible(stored.eligible_voting_members, stored.founding_members)
+            .map_err(|e| EmergencyError::Internal(format!("stored electorate: {e}")))?;
+    let ballot = if choice == VoteChoice::Approve {
+        Choice::Approve
+    } else {
+        Choice::Reject
+    };
+    let t = voting::cast(rule, &electorate, &choices(&c), voting_member, ballot).map_err(
+        |e| match e {
+            VoteError::AlreadyVoted { voter } => EmergencyError::AlreadyVoted(format!(
+                "{voter} already voted on case {}; a voting member votes once",
+                c.id
+            )),
+            VoteError::NotEligible { voter } => EmergencyError::PermissionDenied(
+                orex_kit::status::Reason::NotEligibleToVote,
+                format!(
+                    "{voter} is not among the voting members of case {} (fixed when it was declared)",
+                    c.id
+                ),
+            ),
+            VoteError::Decided { .. } => refuse(&c, "its vote is already decided"),
+        },
+    )?;
+    let mut events = Events::new();
+    let mut next = c;
+    next.votes.push(Vote {
+        voting_member: voting_member.to_owned(),
+        choice: choice as i32,
+        comment,
+        cast_by: Some(by),
+        cast_at: Some(at),
+    });
+    next.tally = Some(tally_message(rule, &electorate, &t));
+    let mut next = stepped(next, CaseEventKind::VoteCast, &mut events);
+    match t.outcome() {
+        Outcome::Pending => {}
+        Outcome::Activate => {
+            let mineral = next
+                .declaration
+                .as_ref()
+                .and_then(|d| Mineral::try_from(d.mineral).ok())
+                .unwrap_or_default();
+            let total = next
+                .declaration
+                .as_ref()
+                .map_or(0.0, |d| d.total_release_tonnes);
+            let (allocations, unallocated) = allocations(&electorate, mineral, total, split)?;
+            next.status = CaseStatus::Active as i32;
+            next.activated_at = Some(at);
+            next.allocations = allocations;
+            next.unallocated_tonnes = unallocated;
+            stepped(next, CaseEventKind::Activated, &mut events);
+        }
+        Outcome::Reject => {
+            next.status = CaseStatus::Rejected as i32;
+            next.ended_at = Some(at);
+            stepped(next, CaseEventKind::Rejected, &mut events);
+        }
+    }
+    Ok(events)
+}
+
+/// Each voting party's share of `total`: by its reported consumption
+/// capped by its reported stockpile, or — when it withheld its figures or
+/// reported none — by the reference data's consumption, uncapped
+/// (`allocation.rs` says why an uncapped party absorbs what caps cut).
+fn allocations(
+    electorate: &Electorate,
+    mineral: Mineral,
+    total: f64,
+    split: &Split<'_>,
+) -> Result<(Vec<MemberAllocation>, f64)> {
+    let mut claims = Vec::new();
+    for member in electorate.eligible() {
+        let reported = (split.stockpile_of)(&member)?;
+        let claim = match reported.as_ref().and_then(figures) {
+            Some(f) => Claim {
+                member,
+                consumption_tonnes_per_year: f.consumption_tonnes_per_year,
+                cap_tonnes: Some(f.stockpile_tonnes),
+            },
+            None => Claim {
+                consumption_tonnes_per_year: split
+                    .reference
+                    .consumption
+                    .get(&(member.clone(), mineral))
+                    .map_or(0.0, |c| c.tonnes_per_year),
+                member,
+                cap_tonnes: None,
+            },
+        };
+        claims.push(claim);
+    }
+    let split = allocate(total, &claims)
+        .map_err(|e| EmergencyError::Internal(format!("allocation: {e}")))?;
+    let allocations = split
+        .allocations
+        .into_iter()
+        .map(|a| MemberAllocation {
+            member: a.member,
+            consumption_tonnes_per_year: a.consumption_tonnes_per_year,
+            consumption_share: a.consumption_share,
+            stockpile_cap_tonnes: a.cap_tonnes,
+            capped: a.capped,
+            allocated_tonnes: a.allocated_tonnes,
+            pledged_tonnes: 0.0,
+            fulfilled_tonnes: 0.0,
+        })
+        .collect();
+    Ok((allocations, split.unallocated_tonnes))
+}
+
+/// The allocation a member's pledges count toward: its voting party's.
+fn allocation_of<'a>(
+    c: &'a mut ShortageCase,
+    voting_member: &str,
+) -> Option<&'a mut MemberAllocation> {
+    c.allocations.iter_mut().find(|a| a.member == voting_member)
+}
+
+/// A pledge by `by`'s member (counted toward `voting_member`'s allocation).
+pub fn pledge(
+    c: ShortageCase,
+    pledge_id: &str,
+    voting_member: &str,
+    tonnes: f64,
+    note: &str,
+    by: PrincipalRef,
+    at: Timestamp,
+) -> Result<(Events, Pledge)> {
+    if c.status() != CaseStatus::Active {
+        return Err(refuse(&c, "pledges are made only while it is ACTIVE"));
+    }
+    let p = Pledge {
+        id: pledge_id.to_owned(),
+        member: by.member.clone(),
+        tonnes,
+        fulfilled_tonnes: 0.0,
+        note: note.to_owned(),
+        pledged_by: Some(by),
+        pledged_at: Some(at),
+    };
+    let mut next = c;
+    next.pledges.push(p.clone());
+    if let Some(a) = allocation_of(&mut next, voting_member) {
+        a.pledged_tonnes += tonnes;
+    }
+    let mut events = Events::new();
+    stepped(next, CaseEventKind::ReleasePledged, &mut events);
+    Ok((events, p))
+}
+
+/// A delivery against pledge `pledge_id` of `by`'s member.
+#[allow(clippy::too_many_arguments)]
+pub fn fulfil(
+    c: ShortageCase,
+    fulfilment_id: &str,
+    pledge_id: &str,
+    voting_member: &str,
+    tonnes: f64,
+    delivered_at: Timestamp,
+    note: &str,
+    by: PrincipalRef,
+    at: Timestamp,
+) -> Result<(Events, Fulfilment)> {
+    if c.status() != CaseStatus::Active {
+        return Err(refuse(
+            &c,
+            "deliveries are recorded only while it is ACTIVE",
+        ));
+    }
+    let mut next = c;
+    let Some(p) = next.pledges.iter_mut().find(|p| p.id == pledge_id) else {
+        return Err(EmergencyError::NotFound(format!("pledge {pledge_id}")));
+    };
+    if p.member != by.member {
+        return Err(EmergencyError::PermissionDenied(
+            orex_kit::status::Reason::NotOwnMember,
+            format!(
+                "pledge {pledge_id} is {}'s; only its member records deliveries against it",
+                p.member
+            ),
+        ));
+    }
+    // A small tolerance: tonnages are decimals a client may have summed.
+    if p.fulfilled_tonnes + tonnes > p.tonnes * (1.0 + 1e-9) {
+        return Err(EmergencyError::PledgeExceeded {
+            subject: format!("pledge/{pledge_id}"),
+            message: format!(
+                "pledge {pledge_id} is for {} t and {} t are delivered; {tonnes} t more would exceed it",
+                p.tonnes, p.fulfilled_tonnes
+            ),
+        });
+    }
+    p.fulfilled_tonnes += tonnes;
+    let f = Fulfilment {
+        id: fulfilment_id.to_owned(),
+        pledge_id: pledge_id.to_owned(),
+        member: by.member.clone(),
+        tonnes,
+        delivered_at: Some(delivered_at),
+        note: note.to_owned(),
+        recorded_by: Some(by),
+        recorded_at: Some(at),
+    };
+    next.fulfilments.push(f.clone());
+    if let Some(a) = allocation_of(&mut next, voting_member) {
+        a.fulfilled_tonnes += tonnes;
+    }
+    let mut events = Events::new();
+    stepped(next, CaseEventKind::FulfilmentRecorded, &mut events);
+    Ok((events, f))
+}
+
+/// Closes an ACTIVE case; only the declaring member may.
+pub fn close(c: ShortageCase, reason: &str, by: &PrincipalRef, at: Timestamp) -> Result<Events> {
+    if c.status() != CaseStatus::Active {
+        return Err(refuse(&c, "only an ACTIVE case can be closed"));
+    }
+    let declarer = c
+        .declared_by
+        .as_ref()
+        .map(|p| p.member.clone())
+        .unwrap_or_default();
+    if declarer != by.member {
+        return Err(EmergencyError::PermissionDenied(
+            orex_kit::status::Reason::NotOwnMember,
+            format!(
+                "case {} was declared by {declarer}; only its coordinators close it",
+                c.id
+            ),
+        ));
+    }
+    let mut next = c;
+    next.status = CaseStatus::Closed as i32;
+    next.ended_at = Some(at);
+    next.close_reason = reason.to_owned();
+    let mut events = Events::new();
+    stepped(next, CaseEventKind::Closed, &mut events);
+    Ok(events)
+}
+
+/// Expires a VOTING case whose deadline passed by `now`; nothing when it is
+/// no longer VOTING or not yet due (the caller's view was stale).
+pub fn expire(c: ShortageCase, now: Timestamp, rule: &Rule) -> Result<Events> {
+    if c.status() != CaseStatus::Voting || !voting_closed(&c, &now) {
+        return Ok(Events::new());
+    }
+    let (tally, _) = tally_of(&c, rule)?;
+    let mut next = c;
+    next.tally = Some(tally);
+    next.status = CaseStatus::Expired as i32;
+    next.ended_at = Some(now);
+    let mut events = Events::new();
+    stepped(next, CaseEventKind::Expired, &mut events);
+    Ok(events)
+}
