@@ -94,6 +94,12 @@ pub type RiskClient = orex_proto::risk::v1::risk_service_client::RiskServiceClie
     InterceptedService<Channel, BearerToken>,
 >;
 
+/// An emergency client through the gateway, sending the bundle's token.
+pub type EmergencyClient =
+    orex_proto::emergency::v1::emergency_service_client::EmergencyServiceClient<
+        InterceptedService<Channel, BearerToken>,
+    >;
+
 /// An open connection described by a bundle.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -147,6 +153,14 @@ impl Connection {
     /// A sharing client on this connection.
     pub fn sharing(&self) -> SharingClient {
         SharingServiceClient::with_interceptor(self.channel.clone(), self.token.clone())
+    }
+
+    /// An emergency client on this connection.
+    pub fn emergency(&self) -> EmergencyClient {
+        orex_proto::emergency::v1::emergency_service_client::EmergencyServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.token.clone(),
+        )
     }
 
     /// A risk client on this connection.

@@ -6,14 +6,15 @@
 //! ```text
 //! .orex-dev/
 //!   pki/ca.pem, pki/ca.key.pem               development partnership CA
-//!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing, risk
+//!   pki/workloads/<name>.pem, <name>.key.pem  gateway, sharing, risk, emergency
 //!   pki/audit-signing.key.pem, .pub.pem       Ed25519 key signing access-log checkpoints
 //!   issuers/<MEMBER>.key.pem, <MEMBER>.pub.pem  token issuer per member (Ed25519)
 //!   bundles/<principal>/                      ca.pem cert.pem key.pem token.jwt bundle.toml
-//!   config/policy.toml sharing.toml risk.toml gateway.toml
-//!   config/reference.toml                     the risk reference data (a copy of
+//!   config/policy.toml sharing.toml risk.toml emergency.toml gateway.toml
+//!   config/reference.toml                     the reference data (a copy of
 //!                                             services/reference/data/reference.toml)
-//!   data/sharing/, data/risk/, data/gateway/  sled stores (reports; risk; access log)
+//!   data/sharing/, data/risk/, data/emergency/, data/gateway/
+//!                                             sled stores (reports; risk; cases; access log)
 //! ```
 
 use std::net::SocketAddr;
@@ -222,6 +223,8 @@ pub struct Ports {
     pub sharing: u16,
     /// The risk service (only the gateway may connect).
     pub risk: u16,
+    /// The emergency service (the gateway, and the risk service for stockpiles).
+    pub emergency: u16,
 }
 
 impl Default for Ports {
@@ -230,6 +233,7 @@ impl Default for Ports {
             gateway: 7100,
             sharing: 7101,
             risk: 7102,
+            emergency: 7103,
         }
     }
 }
@@ -243,10 +247,12 @@ pub struct Addresses {
     pub sharing: SocketAddr,
     /// The risk service.
     pub risk: SocketAddr,
+    /// The emergency service.
+    pub emergency: SocketAddr,
 }
 
 /// The workloads of the dev stack, one certificate each.
-pub const WORKLOADS: [&str; 3] = ["gateway", "sharing", "risk"];
+pub const WORKLOADS: [&str; 4] = ["gateway", "sharing", "risk", "emergency"];
 
 /// The reference data shipped with the repository, copied into a new dev
 /// folder as `config/reference.toml`.
@@ -355,11 +361,13 @@ pub fn init(layout: &DevLayout, ports: Ports) -> Result<Addresses, CliError> {
     let gateway = orex_gateway::GatewayConfig::load(&layout.config("gateway.toml"))?;
     let sharing = orex_sharing::SharingConfig::load(&layout.config("sharing.toml"))?;
     let risk = orex_risk::RiskConfig::load(&layout.config("risk.toml"))?;
+    let emergency = orex_emergency::EmergencyConfig::load(&layout.config("emergency.toml"))?;
     write_bundles(layout, gateway.listen.port())?;
     Ok(Addresses {
         gateway: gateway.listen,
         sharing: sharing.listen,
         risk: risk.listen,
+        emergency: emergency.listen,
     })
 }
 
@@ -427,7 +435,13 @@ reader = [
   "orex.sharing.v1.SharingService/ListReportVersions",
   "orex.sharing.v1.SharingService/SubscribeReports",
 ]
-analyst = ["orex.risk.v1.RiskService/*"]
+analyst = [
+  "orex.risk.v1.RiskService/*",
+  "orex.emergency.v1.EmergencyService/ListStockpiles",
+  "orex.emergency.v1.EmergencyService/GetCase",
+  "orex.emergency.v1.EmergencyService/ListCases",
+  "orex.emergency.v1.EmergencyService/SubscribeCaseEvents",
+]
 coordinator = ["orex.emergency.v1.EmergencyService/*"]
 auditor = ["orex.audit.v1.AuditService/*"]
 admin = []
@@ -478,8 +492,19 @@ server_name = "risk"
     )
 }
 
+/// The gateway's `[backends.emergency]` table.
+fn emergency_backend(port: u16) -> String {
+    format!(
+        r#"
+[backends.emergency]
+address = "https://127.0.0.1:{port}"
+server_name = "emergency"
+"#
+    )
+}
+
 /// Writes each config file that is missing; a gateway.toml without a risk
-/// backend (from an older `orex up`) gains one.
+/// or emergency backend (from an older `orex up`) gains one.
 fn write_missing_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     let missing = |f: &str| !layout.config(f).is_file();
     if missing("policy.toml") {
@@ -511,6 +536,53 @@ fn write_missing_configs(layout: &DevLayout, ports: Ports) -> Result<(), CliErro
             .listen
             .port()
     };
+    let emergency_port = if missing("emergency.toml") {
+        ports.emergency
+    } else {
+        orex_emergency::EmergencyConfig::load(&layout.config("emergency.toml"))?
+            .listen
+            .port()
+    };
+    if missing("emergency.toml") {
+        let emergency = format!(
+            r#"# The emergency service of the dev stack (env overrides: OREX_EMERGENCY__<FIELD>).
+listen = "127.0.0.1:{emergency_port}"
+data_dir = "../data/emergency"
+policy = "policy.toml"
+# Consumption for members that withhold their figures; reloaded when it changes.
+reference_data = "reference.toml"
+allowed_workloads = ["gateway"]
+# Workloads that list stockpiles as themselves (figures of CLEAR and GREEN reports only).
+reader_workloads = ["risk"]
+
+[tls]
+ca = "../pki/ca.pem"
+cert = "../pki/workloads/emergency.pem"
+key = "../pki/workloads/emergency.key.pem"
+
+# The activation rule: every founding party approves and a majority of the other voting
+# parties do ("all", "majority", "none" or a fraction such as "2/3"); a declaration's voting
+# deadline may be at most max_voting_hours away.
+[voting]
+founding = "all"
+others = "majority"
+max_voting_hours = 168
+
+# Case event streams: events buffered per stream, and how long a full buffer may stay unread.
+[streams]
+buffer_events = 64
+slow_consumer_seconds = 30
+
+[store]
+cache_mib = 16
+"#
+        );
+        write(
+            &layout.config("emergency.toml"),
+            emergency.as_bytes(),
+            false,
+        )?;
+    }
     if missing("risk.toml") {
         let risk = format!(
             r#"# The risk service of the dev stack (env overrides: OREX_RISK__<FIELD>).
@@ -564,8 +636,32 @@ cache_mib = 16
     if !missing("gateway.toml") {
         let path = layout.config("gateway.toml");
         let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+        let mut text = text;
         if !text.contains("[backends.risk]") {
-            write(&path, (text + &risk_backend(risk_port)).as_bytes(), false)?;
+            text += &risk_backend(risk_port);
+            write(&path, text.as_bytes(), false)?;
+        }
+        if !text.contains("[backends.emergency]") {
+            write(
+                &path,
+                (text + &emergency_backend(emergency_port)).as_bytes(),
+                false,
+            )?;
+        }
+    }
+    if !missing("policy.toml") {
+        // Older folders: analysts read stockpiles and cases too.
+        let path = layout.config("policy.toml");
+        let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+        let old = "analyst = [\"orex.risk.v1.RiskService/*\"]";
+        if text.contains(old) {
+            let new = DEV_POLICY_RULES
+                .lines()
+                .skip_while(|l| !l.starts_with("analyst = ["))
+                .take_while(|l| !l.starts_with("coordinator"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            write(&path, text.replacen(old, &new, 1).as_bytes(), false)?;
         }
     }
     if !missing("sharing.toml") && !missing("gateway.toml") {
@@ -617,7 +713,7 @@ leeway_seconds = 30
 [backends.sharing]
 address = "https://127.0.0.1:{sharing}"
 server_name = "sharing"
-{risk_backend}
+{risk_backend}{emergency_backend}
 [audit]
 data_dir = "../data/gateway"
 signing_key = "../pki/audit-signing.key.pem"
@@ -642,6 +738,7 @@ max_in_flight_per_member = 256
         gateway = ports.gateway,
         sharing = sharing_port,
         risk_backend = risk_backend(risk_port),
+        emergency_backend = emergency_backend(emergency_port),
     );
     if missing("gateway.toml") {
         write(&layout.config("gateway.toml"), gateway.as_bytes(), false)?;
@@ -721,6 +818,18 @@ pub fn spawn_risk(
     let prepared = orex_risk::prepare(config)?;
     let reloader = prepared.reloader();
     Ok((tokio::spawn(prepared.serve(listener, shutdown)), reloader))
+}
+
+/// Checks the emergency service's config, policy, reference data, TLS
+/// files and store, then starts it on `listener`.
+pub fn spawn_emergency(
+    layout: &DevLayout,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<JoinHandle<Result<(), KitError>>, CliError> {
+    let config = orex_emergency::EmergencyConfig::load(&layout.config("emergency.toml"))?;
+    let prepared = orex_emergency::prepare(config)?;
+    Ok(tokio::spawn(prepared.serve(listener, shutdown)))
 }
 
 /// A running gateway's handles on its policy and access log.

@@ -34,6 +34,9 @@ enum Command {
         /// Risk service port.
         #[arg(long, default_value_t = 7102)]
         risk_port: u16,
+        /// Emergency service port.
+        #[arg(long, default_value_t = 7103)]
+        emergency_port: u16,
     },
     /// Supply reports, through the gateway.
     Report {
@@ -95,6 +98,7 @@ async fn main() -> ExitCode {
             gateway_port,
             sharing_port,
             risk_port,
+            emergency_port,
         } => {
             commands::up::run(
                 &DevLayout::new(dir),
@@ -102,6 +106,7 @@ async fn main() -> ExitCode {
                     gateway: gateway_port,
                     sharing: sharing_port,
                     risk: risk_port,
+                    emergency: emergency_port,
                 },
             )
             .await

@@ -148,6 +148,10 @@ pub struct Backends {
     /// The risk service; without it the gateway does not serve the risk API.
     #[serde(default)]
     pub risk: Option<Backend>,
+    /// The emergency service; without it the gateway does not serve the
+    /// emergency API.
+    #[serde(default)]
+    pub emergency: Option<Backend>,
 }
 
 /// One backend service.
@@ -208,6 +212,7 @@ impl GatewayConfig {
         for (name, b) in [
             ("sharing", Some(&self.backends.sharing)),
             ("risk", self.backends.risk.as_ref()),
+            ("emergency", self.backends.emergency.as_ref()),
         ] {
             if let Some(b) = b
                 && !b.address.starts_with("https://")

@@ -123,6 +123,44 @@ impl<C: Clone> Face<C> {
     }
 }
 
+/// Opens a member's stream on a backend, the way every face does: the door
+/// admits the call (recording the DECISION), `call` opens the backend
+/// stream with the outbound request, and a refusal is recorded and told to
+/// the member sanitised — a backend that cannot be reached as
+/// `SERVICE_UNAVAILABLE` naming `service`, so clients know to resume. The
+/// [`Pass`] goes on to [`relay_screened`].
+pub async fn open_stream<Req, T, Call, Fut>(
+    door: &Door,
+    method: &str,
+    service: &str,
+    req: Request<Req>,
+    call: Call,
+) -> Result<(Streaming<T>, Pass), Status>
+where
+    Call: FnOnce(Request<Req>) -> Fut,
+    Fut: Future<Output = Result<Response<Streaming<T>>, Status>>,
+{
+    let pass = door.admit(&req, method, vec![]).await?;
+    let out = pass.outbound(req)?;
+    match call(out).await {
+        Ok(s) => Ok((s.into_inner(), pass)),
+        Err(status) => {
+            let status = if status.code() == Code::Unavailable {
+                kit_status::error(
+                    Code::Unavailable,
+                    Reason::ServiceUnavailable,
+                    format!("the {service} service is unavailable; retry with your last sequence"),
+                )
+            } else {
+                sanitized(status)
+            };
+            pass.finish(status.code(), vec![], status.message().to_owned())
+                .await;
+            Err(status)
+        }
+    }
+}
+
 /// A backend's error as the member may see it: its code, a bounded message
 /// and only the `google.rpc` details that are safe to pass on
 /// (`orex_kit::status::relayable_details`); internal failures get a generic

@@ -18,6 +18,7 @@ pub mod authn;
 pub mod backend;
 pub mod config;
 pub mod door;
+pub mod emergency;
 pub mod error;
 pub mod forward;
 pub mod load;
@@ -35,6 +36,7 @@ use orex_kit::server::Callers;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
 use orex_proto::audit::v1::audit_service_server::AuditServiceServer;
+use orex_proto::emergency::v1::emergency_service_server::EmergencyServiceServer;
 use orex_proto::risk::v1::risk_service_server::RiskServiceServer;
 use orex_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use tokio::net::TcpListener;
@@ -46,17 +48,20 @@ pub use config::GatewayConfig;
 pub const BACKEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// gRPC service names the gateway serves, as health checks know them.
-pub const SERVICE_NAMES: [&str; 3] = [
+pub const SERVICE_NAMES: [&str; 4] = [
     "orex.sharing.v1.SharingService",
     "orex.audit.v1.AuditService",
     "orex.risk.v1.RiskService",
+    "orex.emergency.v1.EmergencyService",
 ];
 
-/// Of [`SERVICE_NAMES`], the ones served when the risk backend is (or is not) configured.
-fn served_names(risk: bool) -> Vec<&'static str> {
+/// Of [`SERVICE_NAMES`], the ones served with the optional backends that
+/// are configured.
+fn served_names(risk: bool, emergency: bool) -> Vec<&'static str> {
     SERVICE_NAMES
         .into_iter()
         .filter(|n| risk || *n != "orex.risk.v1.RiskService")
+        .filter(|n| emergency || *n != "orex.emergency.v1.EmergencyService")
         .collect()
 }
 
@@ -70,6 +75,7 @@ pub struct Prepared {
     tls: LoadedTls,
     sharing: backend::Backend,
     risk: Option<backend::Backend>,
+    emergency: Option<backend::Backend>,
     streams: orex_kit::stream::StreamConfig,
     load: config::LoadConfig,
 }
@@ -93,6 +99,12 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         .as_ref()
         .map(|b| backend::Backend::connect("risk", b, &tls))
         .transpose()?;
+    let emergency = config
+        .backends
+        .emergency
+        .as_ref()
+        .map(|b| backend::Backend::connect("emergency", b, &tls))
+        .transpose()?;
     Ok(Prepared {
         policy,
         hangups,
@@ -100,6 +112,7 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         tls,
         sharing,
         risk,
+        emergency,
         streams: config.streams,
         load: config.load,
     })
@@ -128,11 +141,20 @@ impl Prepared {
             self.streams,
             shutdown.clone(),
         );
-        // A gateway without a risk backend does not serve its methods:
-        // members are told UNIMPLEMENTED `METHOD_NOT_SERVED`.
-        let names = served_names(self.risk.is_some());
+        // A gateway without a risk (or emergency) backend does not serve its
+        // methods: members are told UNIMPLEMENTED `METHOD_NOT_SERVED`.
+        let names = served_names(self.risk.is_some(), self.emergency.is_some());
         let risk = self.risk.map(|b| {
             RiskServiceServer::new(risk::RiskGateway::new(
+                door.clone(),
+                self.policy.clone(),
+                b,
+                self.streams,
+                shutdown.clone(),
+            ))
+        });
+        let emergency = self.emergency.map(|b| {
+            EmergencyServiceServer::new(emergency::EmergencyGateway::new(
                 door.clone(),
                 self.policy.clone(),
                 b,
@@ -160,6 +182,9 @@ impl Prepared {
                     .add_service(AuditServiceServer::new(audit_api));
                 if let Some(risk) = risk {
                     routes = routes.add_service(risk);
+                }
+                if let Some(emergency) = emergency {
+                    routes = routes.add_service(emergency);
                 }
                 routes
             },

@@ -5,17 +5,16 @@
 //! screen out of them; the door's role check (analyst) is the gate.
 
 use orex_kit::Shutdown;
-use orex_kit::status::{self as kit_status, Reason};
 use orex_kit::stream::{BoxStream, StreamConfig};
 use orex_proto::risk::v1::risk_service_client::RiskServiceClient;
 use orex_proto::risk::v1::risk_service_server::RiskService;
 use orex_proto::risk::v1::*;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 
 use crate::backend::Backend;
 use crate::door::{Door, Pass, Touched};
-use crate::forward::{Face, Sequenced, relay_screened, sanitized};
+use crate::forward::{Face, Sequenced, open_stream, relay_screened};
 
 const SERVICE: &str = "/orex.risk.v1.RiskService/";
 
@@ -149,30 +148,12 @@ impl RiskService for RiskGateway {
         req: Request<SubscribeRiskAlertsRequest>,
     ) -> Result<Response<Self::SubscribeRiskAlertsStream>, Status> {
         let method = format!("{SERVICE}SubscribeRiskAlerts");
-        let pass = self.face.door.admit(&req, &method, vec![]).await?;
-        let out = pass.outbound(req)?;
-        let upstream = match self
-            .streams_backend
-            .clone()
-            .subscribe_risk_alerts(out)
-            .await
-        {
-            Ok(s) => s.into_inner(),
-            Err(status) => {
-                let status = if status.code() == Code::Unavailable {
-                    kit_status::error(
-                        Code::Unavailable,
-                        Reason::ServiceUnavailable,
-                        "the risk service is unavailable; retry with your last sequence",
-                    )
-                } else {
-                    sanitized(status)
-                };
-                pass.finish(status.code(), vec![], status.message().to_owned())
-                    .await;
-                return Err(status);
-            }
-        };
+        let backend = self.streams_backend.clone();
+        let (upstream, pass) =
+            open_stream(&self.face.door, &method, "risk", req, |out| async move {
+                backend.clone().subscribe_risk_alerts(out).await
+            })
+            .await?;
         Ok(Response::new(relay_screened(
             upstream,
             pass,

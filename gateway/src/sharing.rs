@@ -12,7 +12,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use crate::door::{Door, Pass, Touched};
-use crate::forward::{Face, relay_screened, sanitized};
+use crate::forward::{Face, open_stream, relay_screened};
 use crate::screen::{may_see, owner};
 
 const SERVICE: &str = "/orex.sharing.v1.SharingService/";
@@ -270,17 +270,11 @@ impl SharingService for SharingGateway {
         req: Request<SubscribeReportsRequest>,
     ) -> Result<Response<Self::SubscribeReportsStream>, Status> {
         let method = format!("{SERVICE}SubscribeReports");
-        let pass = self.face.door.admit(&req, &method, vec![]).await?;
-        let out = pass.outbound(req)?;
-        let upstream = match relay_subscribe(self.streams_backend.clone(), out).await {
-            Ok(s) => s.into_inner(),
-            Err(status) => {
-                let status = sanitized(status);
-                pass.finish(status.code(), vec![], status.message().to_owned())
-                    .await;
-                return Err(status);
-            }
-        };
+        let backend = self.streams_backend.clone();
+        let (upstream, pass) = open_stream(&self.face.door, &method, "sharing", req, |out| {
+            relay_subscribe(backend, out)
+        })
+        .await?;
         Ok(Response::new(relay_screened(
             upstream,
             pass,

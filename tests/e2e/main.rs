@@ -6,6 +6,7 @@ mod audit_scale;
 mod authentication;
 mod authorization;
 mod durability;
+mod emergency;
 mod error_details;
 mod isolation;
 mod lifecycle;

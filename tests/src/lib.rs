@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use orex_cli::bundle::{BearerToken, BundleFile, Connection, RiskClient, SharingClient};
+use orex_cli::bundle::{
+    BearerToken, BundleFile, Connection, EmergencyClient, RiskClient, SharingClient,
+};
 use orex_cli::devstack::{self, DevLayout, Ports};
 use orex_cli::tokens::{TokenSpec, mint};
 use orex_kit::{KitError, Shutdown};
@@ -35,8 +37,11 @@ pub struct Stack {
     pub sharing_addr: SocketAddr,
     /// The risk service (gateway only).
     pub risk_addr: SocketAddr,
+    /// The emergency service (gateway only).
+    pub emergency_addr: SocketAddr,
     sharing: Option<(Shutdown, Task)>,
     risk: Option<(Shutdown, Task, orex_risk::ReferenceReloader)>,
+    emergency: Option<(Shutdown, Task)>,
     gateway: Option<(Shutdown, Task)>,
     gateway_handles: Option<devstack::GatewayHandles>,
 }
@@ -67,15 +72,18 @@ impl Stack {
         let sharing_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let gateway_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let risk_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let emergency_l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let sharing_addr = sharing_l.local_addr().unwrap();
         let gateway_addr = gateway_l.local_addr().unwrap();
         let risk_addr = risk_l.local_addr().unwrap();
+        let emergency_addr = emergency_l.local_addr().unwrap();
         devstack::init(
             &layout,
             Ports {
                 gateway: gateway_addr.port(),
                 sharing: sharing_addr.port(),
                 risk: risk_addr.port(),
+                emergency: emergency_addr.port(),
             },
         )
         .expect("dev stack init");
@@ -89,8 +97,10 @@ impl Stack {
             gateway_addr,
             sharing_addr,
             risk_addr,
+            emergency_addr,
             sharing: None,
             risk: None,
+            emergency: None,
             gateway: Some((shutdown, task)),
             gateway_handles: Some(gateway_handles),
         };
@@ -100,7 +110,43 @@ impl Stack {
             stack.start_sharing(sharing_l);
         }
         stack.start_risk_on(risk_l);
+        stack.start_emergency_on(emergency_l);
         stack
+    }
+
+    fn start_emergency_on(&mut self, listener: TcpListener) {
+        let shutdown = Shutdown::new();
+        let task = devstack::spawn_emergency(&self.layout, listener, shutdown.clone())
+            .expect("emergency config");
+        self.emergency = Some((shutdown, task));
+    }
+
+    /// Stops the emergency service and waits until it has flushed and closed.
+    pub async fn stop_emergency(&mut self) {
+        if let Some((shutdown, task)) = self.emergency.take() {
+            shutdown.trigger();
+            task.await
+                .expect("emergency task")
+                .expect("emergency stopped cleanly");
+        }
+    }
+
+    /// Starts the (stopped) emergency service again on the same port over
+    /// the same store.
+    pub async fn start_emergency(&mut self) {
+        let listener = TcpListener::bind(self.emergency_addr)
+            .await
+            .expect("rebind");
+        self.start_emergency_on(listener);
+    }
+
+    /// An emergency client through the gateway as a demo principal
+    /// (`us-cole`, a coordinator).
+    pub async fn emergency_client(&self, bundle: &str) -> EmergencyClient {
+        Connection::open(&self.bundle(bundle))
+            .await
+            .expect("connect to gateway")
+            .emergency()
     }
 
     fn start_risk_on(&mut self, listener: TcpListener) {
@@ -202,6 +248,7 @@ impl Stack {
     pub async fn stop(mut self) {
         // Front door first, so no member call is in flight when services stop.
         self.stop_gateway().await;
+        self.stop_emergency().await;
         self.stop_risk().await;
         self.stop_sharing().await;
     }

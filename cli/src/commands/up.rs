@@ -27,6 +27,7 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     shutdown.trigger_on_signals();
     let sharing_listener = devstack::bind(addrs.sharing).await?;
     let risk_listener = devstack::bind(addrs.risk).await?;
+    let emergency_listener = devstack::bind(addrs.emergency).await?;
     let gateway_listener = devstack::bind(addrs.gateway).await?;
     let mut tasks = vec![devstack::spawn_sharing(
         layout,
@@ -35,6 +36,10 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     )?];
     match devstack::spawn_risk(layout, risk_listener, shutdown.clone()) {
         Ok((t, _)) => tasks.push(t),
+        Err(e) => return abandon(&shutdown, tasks, e).await,
+    }
+    match devstack::spawn_emergency(layout, emergency_listener, shutdown.clone()) {
+        Ok(t) => tasks.push(t),
         Err(e) => return abandon(&shutdown, tasks, e).await,
     }
     match devstack::spawn_gateway(layout, gateway_listener, shutdown.clone()) {
@@ -50,6 +55,10 @@ pub async fn run(layout: &DevLayout, ports: Ports) -> Result<(), CliError> {
     );
     crate::outln!("  sharing   https://{}   (gateway only)", addrs.sharing);
     crate::outln!("  risk      https://{}   (gateway only)", addrs.risk);
+    crate::outln!(
+        "  emergency https://{}   (gateway; risk for stockpiles)",
+        addrs.emergency
+    );
     crate::outln!("  data      {root}/data");
     if fresh {
         crate::outln!("  configs   {root}/config   (generated; edits are kept across runs)");

@@ -198,6 +198,7 @@ impl ProcStack {
             gateway: free_port()?,
             sharing: free_port()?,
             risk: free_port()?,
+            emergency: free_port()?,
         };
         let gateway_addr = devstack::init(&layout, ports)
             .map_err(|e| format!("dev stack init: {e}"))?

@@ -1,0 +1,695 @@
+//! The emergency service end to end, through the gateway: stockpiles with
+//! their markings and the partnership aggregate, a shortage from
+//! declaration through bloc voting, activation with its allocation,
+//! pledges and deliveries to closure; rejection, expiry (also across a
+//! restart), idempotent retries, every invalid transition and bad input.
+//!
+//! The dev policy's voting parties: US and EU (founding), JP; DE and FR
+//! vote through the EU. Default rule: every founding party and a majority
+//! of the others (here: JP) approve.
+
+use orex_e2e::{Stack, within};
+use orex_kit::status::{Reason, reason_of};
+use orex_proto::common::v1::{Marking, Mineral};
+use orex_proto::emergency::v1::*;
+use prost_types::Timestamp;
+use tonic::Code;
+
+fn rid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+fn ts(offset_secs: i64) -> Timestamp {
+    let mut t = Timestamp::from(std::time::SystemTime::now());
+    t.seconds += offset_secs;
+    t
+}
+
+fn figures(stockpile: f64, consumption: f64, net_imports: f64) -> stockpile_content::Disclosure {
+    stockpile_content::Disclosure::Figures(StockpileFigures {
+        stockpile_tonnes: stockpile,
+        consumption_tonnes_per_year: consumption,
+        net_imports_tonnes_per_year: net_imports,
+    })
+}
+
+fn refusal() -> stockpile_content::Disclosure {
+    stockpile_content::Disclosure::Refusal(DisclosureRefusal {
+        reason: "figures are classified under national law".into(),
+        legal_basis: "Regulation (EU) 2024/1252 Art. 22".into(),
+    })
+}
+
+fn content(
+    disclosure: stockpile_content::Disclosure,
+    marking: Marking,
+    to: &[&str],
+) -> StockpileContent {
+    StockpileContent {
+        mineral: Mineral::Gallium as i32,
+        as_of: Some(ts(-86_400)),
+        disclosure: Some(disclosure),
+        marking: marking as i32,
+        recipient_members: to.iter().map(|m| m.to_string()).collect(),
+    }
+}
+
+async fn report(stack: &Stack, bundle: &str, c: StockpileContent) -> Stockpile {
+    stack
+        .emergency_client(bundle)
+        .await
+        .report_stockpile(ReportStockpileRequest {
+            request_id: rid(),
+            content: Some(c),
+        })
+        .await
+        .unwrap_or_else(|s| panic!("{bundle} reports: {s:?}"))
+        .into_inner()
+        .stockpile
+        .unwrap()
+}
+
+async fn list(stack: &Stack, bundle: &str) -> ListStockpilesResponse {
+    stack
+        .emergency_client(bundle)
+        .await
+        .list_stockpiles(ListStockpilesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn close(a: f64, b: f64) {
+    assert!((a - b).abs() < 1e-9, "{a} != {b}");
+}
+
+fn declaration(deadline: Timestamp) -> ShortageDeclaration {
+    ShortageDeclaration {
+        mineral: Mineral::Gallium as i32,
+        shortfall_tonnes_per_month: 12.0,
+        total_release_tonnes: 40.0,
+        justification: "Chinese export licensing has halted primary gallium shipments".into(),
+        linked_report_ids: vec![],
+        voting_deadline: Some(deadline),
+        fulfilment_deadline: None,
+    }
+}
+
+async fn declare(stack: &Stack, deadline: Timestamp) -> ShortageCase {
+    stack
+        .emergency_client("us-cole")
+        .await
+        .declare_shortage(DeclareShortageRequest {
+            request_id: rid(),
+            declaration: Some(declaration(deadline)),
+        })
+        .await
+        .expect("declare")
+        .into_inner()
+        .shortage_case
+        .unwrap()
+}
+
+async fn vote(
+    stack: &Stack,
+    bundle: &str,
+    case: &str,
+    choice: VoteChoice,
+) -> Result<ShortageCase, tonic::Status> {
+    stack
+        .emergency_client(bundle)
+        .await
+        .cast_vote(CastVoteRequest {
+            request_id: rid(),
+            case_id: case.into(),
+            choice: choice as i32,
+            comment: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().shortage_case.unwrap())
+}
+
+async fn get(stack: &Stack, bundle: &str, case: &str) -> ShortageCase {
+    stack
+        .emergency_client(bundle)
+        .await
+        .get_case(GetCaseRequest {
+            case_id: case.into(),
+        })
+        .await
+        .expect("get case")
+        .into_inner()
+        .shortage_case
+        .unwrap()
+}
+
+fn refused(s: &tonic::Status, code: Code, reason: Reason) {
+    assert_eq!(s.code(), code, "{s:?}");
+    assert_eq!(reason_of(s), Some(reason), "{s:?}");
+}
+
+#[tokio::test]
+async fn stockpile_figures_follow_their_marking_and_the_aggregate_counts_them_all() {
+    let stack = Stack::spawn().await;
+    let us = report(
+        &stack,
+        "us-cole",
+        content(figures(73.0, 365.0, 146.0), Marking::Green, &[]),
+    )
+    .await;
+    // 73 t against 365 t/y: 73 days, a fifth of a year; 182.5 days of net imports.
+    assert_eq!((us.version, us.days_of_cover), (1, Some(73.0)));
+    assert_eq!(us.share_of_annual_consumption, Some(0.2));
+    assert_eq!(us.days_of_net_imports, Some(182.5));
+    report(
+        &stack,
+        "eu-clara",
+        content(figures(27.0, 365.0, 365.0), Marking::Amber, &["US"]),
+    )
+    .await;
+    report(&stack, "jp-chika", content(refusal(), Marking::Green, &[])).await;
+
+    // A US analyst sees the EU's AMBER figures (the US is a recipient)…
+    let seen = list(&stack, "us-ana").await;
+    let eu = seen.stockpiles.iter().find(|s| s.member == "EU").unwrap();
+    assert!(!eu.figures_restricted);
+    assert_eq!(eu.days_of_cover, Some(27.0));
+    // …a JP analyst does not, but sees that the EU reported, and the refusal.
+    let seen = list(&stack, "jp-aiko").await;
+    let eu = seen.stockpiles.iter().find(|s| s.member == "EU").unwrap();
+    assert!(eu.figures_restricted);
+    let c = eu.content.as_ref().unwrap();
+    assert!(c.disclosure.is_none() && c.recipient_members.is_empty());
+    assert_eq!(eu.days_of_cover, None);
+    let jp = seen.stockpiles.iter().find(|s| s.member == "JP").unwrap();
+    assert!(matches!(
+        jp.content.as_ref().unwrap().disclosure,
+        Some(stockpile_content::Disclosure::Refusal(_))
+    ));
+    // AMBER means the reporting member itself, as for reports: a state of
+    // the reporting bloc sees the figures only when named.
+    let seen = list(&stack, "de-carl").await;
+    assert!(
+        seen.stockpiles
+            .iter()
+            .find(|s| s.member == "EU")
+            .unwrap()
+            .figures_restricted
+    );
+
+    // The aggregate, the same for everyone: 100 t against 730 t/y of
+    // consumption (50 days) and 511 t/y of net imports.
+    for bundle in ["us-ana", "jp-aiko"] {
+        let a = &list(&stack, bundle).await.aggregates;
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!((a[0].members_with_figures, a[0].members_refusing), (2, 1));
+        close(a[0].stockpile_tonnes, 100.0);
+        close(a[0].days_of_cover.unwrap(), 50.0);
+        close(a[0].days_of_net_imports.unwrap(), 100.0 / (511.0 / 365.0));
+    }
+
+    // A new report replaces the member's previous one for the mineral.
+    let us2 = report(
+        &stack,
+        "us-cole",
+        content(figures(80.0, 365.0, 146.0), Marking::Clear, &[]),
+    )
+    .await;
+    assert_eq!(us2.version, 2);
+    let seen = list(&stack, "us-ana").await;
+    assert_eq!(
+        seen.stockpiles.iter().filter(|s| s.member == "US").count(),
+        1
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn every_bad_stockpile_or_declaration_is_refused_by_name_and_nothing_is_stored() {
+    let stack = Stack::spawn().await;
+    let mut cole = stack.emergency_client("us-cole").await;
+    let good = || content(figures(10.0, 100.0, 50.0), Marking::Green, &[]);
+    let cases: Vec<(&str, StockpileContent)> = vec![
+        (
+            "content.marking",
+            StockpileContent {
+                marking: Marking::Red as i32,
+                ..good()
+            },
+        ),
+        (
+            "content.marking",
+            StockpileContent {
+                marking: 0,
+                ..good()
+            },
+        ),
+        (
+            "content.recipient_members",
+            StockpileContent {
+                marking: Marking::Amber as i32,
+                ..good()
+            },
+        ),
+        (
+            "content.recipient_members[0]",
+            StockpileContent {
+                marking: Marking::Amber as i32,
+                recipient_members: vec!["ZZ".into()],
+                ..good()
+            },
+        ),
+        (
+            "content.recipient_members",
+            StockpileContent {
+                recipient_members: vec!["JP".into()],
+                ..good()
+            },
+        ),
+        (
+            "content.disclosure",
+            StockpileContent {
+                disclosure: None,
+                ..good()
+            },
+        ),
+        (
+            "content.mineral",
+            StockpileContent {
+                mineral: 0,
+                ..good()
+            },
+        ),
+        (
+            "content.as_of",
+            StockpileContent {
+                as_of: Some(ts(3600)),
+                ..good()
+            },
+        ),
+        (
+            "content.as_of",
+            StockpileContent {
+                as_of: None,
+                ..good()
+            },
+        ),
+        (
+            "content.figures.stockpile_tonnes",
+            StockpileContent {
+                disclosure: Some(figures(-1.0, 100.0, 0.0)),
+                ..good()
+            },
+        ),
+        (
+            "content.figures.consumption_tonnes_per_year",
+            StockpileContent {
+                disclosure: Some(figures(1.0, 0.0, 0.0)),
+                ..good()
+            },
+        ),
+        (
+            "content.figures.net_imports_tonnes_per_year",
+            StockpileContent {
+                disclosure: Some(figures(1.0, 1.0, f64::NAN)),
+                ..good()
+            },
+        ),
+        (
+            "content.refusal.reason",
+            StockpileContent {
+                disclosure: Some(stockpile_content::Disclosure::Refusal(
+                    DisclosureRefusal::default(),
+                )),
+                ..good()
+            },
+        ),
+    ];
+    for (field, c) in cases {
+        let s = cole
+            .report_stockpile(ReportStockpileRequest {
+                request_id: rid(),
+                content: Some(c),
+            })
+            .await
+            .unwrap_err();
+        refused(&s, Code::InvalidArgument, Reason::InvalidField);
+        assert!(s.message().starts_with(field), "{field}: {}", s.message());
+    }
+    assert!(list(&stack, "us-ana").await.stockpiles.is_empty());
+
+    let bad: Vec<(&str, ShortageDeclaration)> = vec![
+        ("declaration.voting_deadline", declaration(ts(-1))),
+        ("declaration.voting_deadline", declaration(ts(169 * 3600))),
+        (
+            "declaration.mineral",
+            ShortageDeclaration {
+                mineral: 0,
+                ..declaration(ts(3600))
+            },
+        ),
+        (
+            "declaration.total_release_tonnes",
+            ShortageDeclaration {
+                total_release_tonnes: 0.0,
+                ..declaration(ts(3600))
+            },
+        ),
+        (
+            "declaration.shortfall_tonnes_per_month",
+            ShortageDeclaration {
+                shortfall_tonnes_per_month: f64::INFINITY,
+                ..declaration(ts(3600))
+            },
+        ),
+        (
+            "declaration.justification",
+            ShortageDeclaration {
+                justification: " ".into(),
+                ..declaration(ts(3600))
+            },
+        ),
+        (
+            "declaration.linked_report_ids[0]",
+            ShortageDeclaration {
+                linked_report_ids: vec!["nope".into()],
+                ..declaration(ts(3600))
+            },
+        ),
+        (
+            "declaration.fulfilment_deadline",
+            ShortageDeclaration {
+                fulfilment_deadline: Some(ts(60)),
+                ..declaration(ts(3600))
+            },
+        ),
+    ];
+    for (field, d) in bad {
+        let s = cole
+            .declare_shortage(DeclareShortageRequest {
+                request_id: rid(),
+                declaration: Some(d),
+            })
+            .await
+            .unwrap_err();
+        refused(&s, Code::InvalidArgument, Reason::InvalidField);
+        assert!(s.message().starts_with(field), "{field}: {}", s.message());
+    }
+    let s = cole
+        .declare_shortage(DeclareShortageRequest {
+            request_id: "has space".into(),
+            declaration: Some(declaration(ts(3600))),
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    let s = cole
+        .cast_vote(CastVoteRequest {
+            request_id: rid(),
+            case_id: "not-a-case".into(),
+            choice: 1,
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    let unknown = uuid::Uuid::now_v7().hyphenated().to_string();
+    let s = vote(&stack, "us-cole", &unknown, VoteChoice::Approve)
+        .await
+        .unwrap_err();
+    refused(&s, Code::NotFound, Reason::NotFound);
+    let s = vote(&stack, "us-cole", &unknown, VoteChoice::Unspecified)
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    let none = stack
+        .emergency_client("us-ana")
+        .await
+        .list_cases(ListCasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.cases.is_empty());
+    // Analysts read; only coordinators act.
+    let s = stack
+        .emergency_client("us-ana")
+        .await
+        .declare_shortage(DeclareShortageRequest {
+            request_id: rid(),
+            declaration: Some(declaration(ts(3600))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::PermissionDenied, "{s:?}");
+    stack.stop().await;
+}
+
+/// Allocation by hand: US withheld its figures, so its consumption is the
+/// reference data's 19 t/y, uncapped; the EU holds 10 t against 57 t/y; JP
+/// 50 t against 19 t/y. Shares 0.2 / 0.6 / 0.2 of 40 t: 8 / 24 / 8. The EU
+/// is capped at 10; its 14 t go to the US and JP in proportion (equal):
+/// 15 each.
+#[tokio::test]
+async fn a_shortage_from_declaration_through_bloc_voting_and_release_to_closure() {
+    let mut stack = Stack::spawn().await;
+    report(&stack, "us-cole", content(refusal(), Marking::Green, &[])).await;
+    report(
+        &stack,
+        "eu-clara",
+        content(figures(10.0, 57.0, 57.0), Marking::Amber, &["US"]),
+    )
+    .await;
+    report(
+        &stack,
+        "jp-chika",
+        content(figures(50.0, 19.0, 19.0), Marking::Green, &[]),
+    )
+    .await;
+    let case = declare(&stack, ts(3600)).await;
+    assert_eq!(case.status(), CaseStatus::Voting);
+    let tally = case.tally.clone().unwrap();
+    assert_eq!(tally.eligible_voting_members, ["EU", "JP", "US"]);
+    assert_eq!(tally.founding_members, ["EU", "US"]);
+    assert_eq!(tally.pending_voting_members, ["EU", "JP", "US"]);
+
+    // DE votes for the EU; the EU cannot vote again, through any state.
+    let after = vote(&stack, "de-carl", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap();
+    assert_eq!(after.votes[0].voting_member, "EU");
+    assert_eq!(after.votes[0].cast_by.as_ref().unwrap().member, "DE");
+    let s = vote(&stack, "eu-clara", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap_err();
+    refused(&s, Code::AlreadyExists, Reason::AlreadyVoted);
+
+    // A restart in the middle of the vote keeps it.
+    stack.stop_emergency().await;
+    stack.start_emergency().await;
+    let after = vote(&stack, "us-cole", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        CaseStatus::Voting,
+        "JP's approval is still needed"
+    );
+    assert_eq!(after.tally.as_ref().unwrap().pending_voting_members, ["JP"]);
+    let active = vote(&stack, "jp-chika", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap();
+    assert_eq!(active.status(), CaseStatus::Active);
+    assert_eq!(active.version, 5, "declared, three votes, activated");
+    let by = |m: &str| {
+        active
+            .allocations
+            .iter()
+            .find(|a| a.member == m)
+            .unwrap()
+            .clone()
+    };
+    let (us, eu, jp) = (by("US"), by("EU"), by("JP"));
+    close(us.consumption_tonnes_per_year, 19.0);
+    assert_eq!(us.stockpile_cap_tonnes, None);
+    close(eu.consumption_share, 0.6);
+    assert!(eu.capped);
+    close(eu.allocated_tonnes, 10.0);
+    close(us.allocated_tonnes, 15.0);
+    close(jp.allocated_tonnes, 15.0);
+    close(active.unallocated_tonnes, 0.0);
+
+    // A vote on an active case, a second activation: refused with the status.
+    let s = vote(&stack, "jp-chika", &case.id, VoteChoice::Reject)
+        .await
+        .unwrap_err();
+    refused(&s, Code::FailedPrecondition, Reason::CaseStatusConflict);
+    assert!(s.message().contains("ACTIVE"), "{}", s.message());
+
+    // JP pledges 15 t and delivers 10 t, then 6 t more than it pledged.
+    let mut chika = stack.emergency_client("jp-chika").await;
+    let pledge_req = PledgeReleaseRequest {
+        request_id: rid(),
+        case_id: case.id.clone(),
+        tonnes: 15.0,
+        note: "from the JOGMEC stockpile".into(),
+    };
+    let pledged = chika
+        .pledge_release(pledge_req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let pledge = pledged.pledge.unwrap();
+    // A retry with the same request id is the same pledge, not a second.
+    let again = chika.pledge_release(pledge_req).await.unwrap().into_inner();
+    assert_eq!(again.pledge.unwrap().id, pledge.id);
+    let fulfil = |tonnes: f64| RecordFulfilmentRequest {
+        request_id: rid(),
+        case_id: case.id.clone(),
+        pledge_id: pledge.id.clone(),
+        tonnes,
+        delivered_at: None,
+        note: "shipment 1".into(),
+    };
+    let done = chika
+        .record_fulfilment(fulfil(10.0))
+        .await
+        .unwrap()
+        .into_inner();
+    let c = done.shortage_case.unwrap();
+    let jp = c.allocations.iter().find(|a| a.member == "JP").unwrap();
+    close(jp.pledged_tonnes, 15.0);
+    close(jp.fulfilled_tonnes, 10.0);
+    let s = chika.record_fulfilment(fulfil(6.0)).await.unwrap_err();
+    refused(&s, Code::FailedPrecondition, Reason::PledgeExceeded);
+    let s = stack
+        .emergency_client("us-cole")
+        .await
+        .record_fulfilment(fulfil(1.0))
+        .await
+        .unwrap_err();
+    refused(&s, Code::PermissionDenied, Reason::NotOwnMember);
+
+    // Only the declaring member closes.
+    let closing = |reason: &str| CloseCaseRequest {
+        request_id: rid(),
+        case_id: case.id.clone(),
+        reason: reason.into(),
+    };
+    let s = chika.close_case(closing("not ours")).await.unwrap_err();
+    refused(&s, Code::PermissionDenied, Reason::NotOwnMember);
+    let closed = stack
+        .emergency_client("us-cole")
+        .await
+        .close_case(closing("supply restored"))
+        .await
+        .unwrap()
+        .into_inner()
+        .shortage_case
+        .unwrap();
+    assert_eq!(closed.status(), CaseStatus::Closed);
+    assert!(closed.ended_at.is_some());
+    let s = chika
+        .pledge_release(PledgeReleaseRequest {
+            request_id: rid(),
+            case_id: case.id.clone(),
+            tonnes: 1.0,
+            note: String::new(),
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::FailedPrecondition, Reason::CaseStatusConflict);
+
+    // The event stream tells the whole story, in order, resumably.
+    let mut events = stack
+        .emergency_client("us-ana")
+        .await
+        .subscribe_case_events(SubscribeCaseEventsRequest {
+            filter: None,
+            after_sequence: Some(0),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut kinds = Vec::new();
+    while kinds.last() != Some(&CaseEventKind::Closed) {
+        let e = within(20, events.message()).await.unwrap().unwrap();
+        kinds.push(e.kind());
+    }
+    use CaseEventKind::*;
+    assert_eq!(
+        kinds,
+        [
+            Declared,
+            VoteCast,
+            VoteCast,
+            VoteCast,
+            Activated,
+            ReleasePledged,
+            FulfilmentRecorded,
+            Closed
+        ]
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_founding_rejection_rejects_at_once_and_a_passed_deadline_expires_also_across_a_restart()
+{
+    let mut stack = Stack::spawn().await;
+    let case = declare(&stack, ts(3600)).await;
+    let rejected = vote(&stack, "us-cole", &case.id, VoteChoice::Reject)
+        .await
+        .unwrap();
+    assert_eq!(rejected.status(), CaseStatus::Rejected);
+    assert!(!rejected.tally.unwrap().rule_still_possible);
+    let s = vote(&stack, "jp-chika", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap_err();
+    refused(&s, Code::FailedPrecondition, Reason::CaseStatusConflict);
+
+    // A deadline that passes with nobody calling expires the case.
+    let mut events = stack
+        .emergency_client("us-ana")
+        .await
+        .subscribe_case_events(SubscribeCaseEventsRequest {
+            filter: None,
+            after_sequence: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let soon = declare(&stack, ts(2)).await;
+    loop {
+        let e = within(20, events.message()).await.unwrap().unwrap();
+        if e.kind() == CaseEventKind::Expired {
+            assert_eq!(e.shortage_case.unwrap().id, soon.id);
+            assert!(e.actor.is_none(), "the service expires cases itself");
+            break;
+        }
+    }
+
+    // One that passes while the service is down expires when it starts.
+    let later = declare(&stack, ts(2)).await;
+    stack.stop_emergency().await;
+    let deadline = later.declaration.unwrap().voting_deadline.unwrap();
+    while Timestamp::from(std::time::SystemTime::now()).seconds <= deadline.seconds {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    stack.start_emergency().await;
+    let expired = within(20, async {
+        loop {
+            let c = get(&stack, "us-ana", &later.id).await;
+            if c.status() == CaseStatus::Expired {
+                break c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(expired.ended_at.is_some());
+    let s = vote(&stack, "us-cole", &later.id, VoteChoice::Approve)
+        .await
+        .unwrap_err();
+    refused(&s, Code::FailedPrecondition, Reason::CaseStatusConflict);
+    stack.stop().await;
+}
