@@ -492,6 +492,20 @@ server_name = "risk"
     )
 }
 
+/// The risk service's `[emergency]` table.
+fn emergency_source(port: u16) -> String {
+    format!(
+        r#"
+# Scenarios read stockpiles here as the workload `risk` (emergency.toml lists it in
+# reader_workloads; figures of CLEAR and GREEN reports only), waiting at most timeout_ms.
+[emergency]
+address = "https://127.0.0.1:{port}"
+server_name = "emergency"
+timeout_ms = 2000
+"#
+    )
+}
+
 /// The gateway's `[backends.emergency]` table.
 fn emergency_backend(port: u16) -> String {
     format!(
@@ -612,6 +626,7 @@ server_name = "sharing"
 # Reports in force are re-read this often: one narrowed below GREEN stops moving scores.
 recheck_seconds = 60
 
+{emergency_source}
 # Alert streams: events buffered per stream, and how long a full buffer may stay unread.
 [streams]
 buffer_events = 64
@@ -619,9 +634,21 @@ slow_consumer_seconds = 30
 
 [store]
 cache_mib = 16
-"#
+"#,
+            emergency_source = emergency_source(emergency_port),
         );
         write(&layout.config("risk.toml"), risk.as_bytes(), false)?;
+    } else {
+        // Older folders: scenarios read stockpiles from the emergency service.
+        let path = layout.config("risk.toml");
+        let text = String::from_utf8_lossy(&read(&path)?).into_owned();
+        if !text.contains("[emergency]") {
+            write(
+                &path,
+                (text + &emergency_source(emergency_port)).as_bytes(),
+                false,
+            )?;
+        }
     }
     if !missing("sharing.toml") {
         // Older folders: let the risk service read the report stream.

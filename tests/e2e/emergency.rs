@@ -693,3 +693,107 @@ async fn a_founding_rejection_rejects_at_once_and_a_passed_deadline_expires_also
     refused(&s, Code::FailedPrecondition, Reason::CaseStatusConflict);
     stack.stop().await;
 }
+
+/// The risk service's scenarios read stockpiles from the emergency service
+/// as the workload `risk`: figures every member may see count; a refusal
+/// and figures marked for a narrower audience are WITHHELD (a scenario
+/// never reveals them); no report is NOT_REPORTED; and with the emergency
+/// service down, UNAVAILABLE with the reason — at once, not guessed.
+#[tokio::test]
+async fn risk_scenarios_use_the_stockpiles_every_member_may_see() {
+    use orex_proto::common::v1::Stage;
+    use orex_proto::risk::v1::{RunScenarioRequest, Scenario, StockpileAvailability};
+    let mut stack = Stack::spawn().await;
+    let us = report(
+        &stack,
+        "us-cole",
+        content(figures(10.0, 19.0, 19.0), Marking::Green, &[]),
+    )
+    .await;
+    report(
+        &stack,
+        "eu-clara",
+        content(figures(99.0, 57.0, 57.0), Marking::Amber, &["US"]),
+    )
+    .await;
+    report(&stack, "jp-chika", content(refusal(), Marking::Green, &[])).await;
+    let scenario = || RunScenarioRequest {
+        scenario: Some(Scenario {
+            origin_country: "CN".into(),
+            mineral: Mineral::Gallium as i32,
+            stage: Stage::Processing as i32,
+            cut_fraction: 0.5,
+            duration_days: 90,
+            start_time: None,
+        }),
+        members: vec!["US".into(), "EU".into(), "JP".into(), "FR".into()],
+    };
+    let r = stack
+        .risk_client("us-ana")
+        .await
+        .run_scenario(scenario())
+        .await
+        .expect("scenario")
+        .into_inner()
+        .result
+        .unwrap();
+    let by = |m: &str| {
+        r.member_impacts
+            .iter()
+            .find(|i| i.member == m)
+            .unwrap()
+            .clone()
+    };
+    let us_impact = by("US");
+    assert_eq!(
+        us_impact.stockpile_availability(),
+        StockpileAvailability::Reported
+    );
+    assert_eq!(us_impact.stockpile_tonnes, Some(10.0));
+    assert!(us_impact.shortfall_tonnes_per_day > 0.0);
+    close(
+        us_impact.days_of_cover.unwrap(),
+        10.0 / us_impact.shortfall_tonnes_per_day,
+    );
+    close(
+        us_impact.uncovered_shortfall_tonnes.unwrap(),
+        (us_impact.shortfall_tonnes - 10.0).max(0.0),
+    );
+    for (m, a) in [
+        ("EU", StockpileAvailability::Withheld),
+        ("JP", StockpileAvailability::Withheld),
+        ("FR", StockpileAvailability::NotReported),
+    ] {
+        let i = by(m);
+        assert_eq!(i.stockpile_availability(), a, "{m}");
+        assert!(i.stockpile_tonnes.is_none(), "{m}: no figure shown");
+    }
+    assert_eq!(r.stockpiles_as_of, us.reported_at);
+    assert!(r.stockpiles_note.is_empty());
+
+    stack.stop_emergency().await;
+    let r = within(20, async {
+        stack
+            .risk_client("us-ana")
+            .await
+            .run_scenario(scenario())
+            .await
+            .expect("a scenario answers without stockpiles")
+            .into_inner()
+            .result
+            .unwrap()
+    })
+    .await;
+    assert!(
+        r.member_impacts
+            .iter()
+            .all(|i| i.stockpile_availability() == StockpileAvailability::Unavailable)
+    );
+    assert!(
+        r.stockpiles_note.contains("emergency service"),
+        "{}",
+        r.stockpiles_note
+    );
+    stack.start_emergency().await;
+    stack.stop().await;
+}

@@ -40,6 +40,12 @@ pub struct RiskConfig {
     /// alerts; the service says so in its log at start.
     #[serde(default)]
     pub sharing: Option<SharingSource>,
+    /// The emergency service scenarios read stockpiles from, as this
+    /// service's own workload (which the emergency service must list in its
+    /// `reader_workloads`). Without it every member's stockpile in a
+    /// scenario is UNAVAILABLE, and the answer says why.
+    #[serde(default)]
+    pub emergency: Option<EmergencySource>,
     /// How alert streams treat slow clients (`buffer_events`,
     /// `slow_consumer_seconds`).
     #[serde(default)]
@@ -60,6 +66,29 @@ pub struct SharingSource {
     /// within this time. Default 60; 1 to 86400.
     #[serde(default = "default_recheck")]
     pub recheck_seconds: u64,
+}
+
+/// `[emergency]`: where scenarios read stockpiles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencySource {
+    /// `https://host:port` (every hop is mutual TLS).
+    pub address: String,
+    /// The DNS name in the emergency service's certificate.
+    #[serde(default = "default_emergency_name")]
+    pub server_name: String,
+    /// How long a scenario waits for stockpiles, in milliseconds (100 to
+    /// 30000; default 2000); then they are UNAVAILABLE in its answer.
+    #[serde(default = "default_emergency_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_emergency_name() -> String {
+    "emergency".into()
+}
+
+fn default_emergency_timeout() -> u64 {
+    2000
 }
 
 fn default_recheck() -> u64 {
@@ -142,6 +171,20 @@ impl RiskConfig {
                 "assessment.dependence_ceiling must be above 0 and at most 1, got {}",
                 c.assessment.dependence_ceiling
             )));
+        }
+        if let Some(e) = &c.emergency {
+            if !e.address.starts_with("https://") {
+                return Err(orex_kit::KitError::Config(
+                    "emergency.address must be an https:// address (every hop is mutual TLS)"
+                        .into(),
+                ));
+            }
+            if !(100..=30_000).contains(&e.timeout_ms) {
+                return Err(orex_kit::KitError::Config(format!(
+                    "emergency.timeout_ms must be from 100 to 30000, got {}",
+                    e.timeout_ms
+                )));
+            }
         }
         orex_kit::config::check_workloads(&c.allowed_workloads, &[])?;
         Ok(c)

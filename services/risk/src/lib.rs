@@ -7,7 +7,8 @@
 //!   statuses in one place.
 //! - [`assess`]: one score with every component, from the reference data,
 //!   the policy and the live disruptions; [`formula`] is the EU formula.
-//! - [`scenario`]: what-if supply cuts.
+//! - [`scenario`]: what-if supply cuts; [`stockpiles`] reads the members'
+//!   stockpiles from the emergency service for them.
 //! - [`live`]: follows the sharing service's report stream as the workload
 //!   `risk` and raises alerts; [`store`] keeps what it applied, the cursor
 //!   and the alert log in sled.
@@ -28,6 +29,7 @@ pub mod live;
 pub use orex_reference as reference;
 pub mod scenario;
 pub mod service;
+pub mod stockpiles;
 pub mod store;
 pub mod validate;
 
@@ -216,6 +218,19 @@ impl Prepared {
             alerts: self.store.alerts(),
             streams: self.config.streams,
             shutdown: shutdown.clone(),
+            stockpiles: self
+                .config
+                .emergency
+                .as_ref()
+                .map(|e| {
+                    stockpiles::StockpileSource::new(
+                        &e.address,
+                        &e.server_name,
+                        &self.tls,
+                        std::time::Duration::from_millis(e.timeout_ms),
+                    )
+                })
+                .transpose()?,
         });
         let guard = WorkloadGuard::new(self.config.allowed_workloads.clone());
         let svc = RiskServiceServer::with_interceptor(risk, guard.principals());

@@ -2,14 +2,17 @@
 //! for d days"): the arithmetic the contract states, from the reference
 //! data and the live disruptions in force. Read-only.
 //!
-//! Stockpiles come from the emergency service once it exists; until then
-//! every member's availability is NOT_REPORTED and no cover is computed.
+//! Stockpiles come from the emergency service ([`crate::stockpiles`]):
+//! figures every member may see cover the shortfall; a refusal or
+//! restricted figures are WITHHELD, no report NOT_REPORTED, and a service
+//! that could not be asked UNAVAILABLE — never guessed.
 
 use orex_proto::common::v1::{Mineral, Stage};
 use orex_proto::risk::v1 as pb;
 
 use crate::assess::{AssessError, Assessor, Disruption, mineral_name, stage_name};
 use crate::error::RiskError;
+use crate::stockpiles::{Holding, Stockpiles};
 
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,13 +32,15 @@ pub struct Cut {
 const DAYS_PER_YEAR: f64 = 365.0;
 
 /// Evaluates `cut` for `members` (already checked to be configured), with
-/// the supply risk before and after from `caller`'s point of view. The
-/// result's `scenario` is left for the caller to fill (as evaluated).
+/// the supply risk before and after from `caller`'s point of view and the
+/// stockpiles as read. The result's `scenario` is left for the caller to
+/// fill (as evaluated).
 pub fn run(
     a: &Assessor<'_>,
     cut: &Cut,
     members: &[String],
     caller: &str,
+    stockpiles: &Stockpiles,
 ) -> Result<pb::ScenarioResult, RiskError> {
     let supply = a
         .data
@@ -98,16 +103,27 @@ pub fn run(
             }
             let consumption = consumption.map(|c| c.tonnes_per_year);
             let per_day = consumption.unwrap_or(0.0) / DAYS_PER_YEAR * exposure * cut.cut_fraction;
+            let shortfall = per_day * days;
+            let (availability, held) = match stockpiles {
+                Stockpiles::Unavailable(_) => (pb::StockpileAvailability::Unavailable, None),
+                Stockpiles::Read(by) => match by.get(member) {
+                    Some(Holding::Figures { tonnes, .. }) => {
+                        (pb::StockpileAvailability::Reported, Some(*tonnes))
+                    }
+                    Some(Holding::Withheld) => (pb::StockpileAvailability::Withheld, None),
+                    None => (pb::StockpileAvailability::NotReported, None),
+                },
+            };
             pb::ScenarioMemberImpact {
                 member: member.clone(),
                 consumption_tonnes_per_year: consumption.unwrap_or(0.0),
                 exposure_fraction: exposure,
                 shortfall_tonnes_per_day: per_day,
-                shortfall_tonnes: per_day * days,
-                stockpile_availability: pb::StockpileAvailability::NotReported as i32,
-                stockpile_tonnes: None,
-                days_of_cover: None,
-                uncovered_shortfall_tonnes: None,
+                shortfall_tonnes: shortfall,
+                stockpile_availability: availability as i32,
+                stockpile_tonnes: held,
+                days_of_cover: held.filter(|_| per_day > 0.0).map(|t| t / per_day),
+                uncovered_shortfall_tonnes: held.map(|t| (shortfall - t).max(0.0)),
                 consumption_known: consumption.is_some(),
             }
         })
@@ -150,7 +166,20 @@ pub fn run(
         supply_risk_before: before_after.map(|(b, _)| b),
         supply_risk_after: before_after.map(|(_, a)| a),
         reference_data_version: a.data.version.clone(),
-        stockpiles_as_of: None,
+        stockpiles_as_of: match stockpiles {
+            Stockpiles::Read(by) => members
+                .iter()
+                .filter_map(|m| match by.get(m) {
+                    Some(Holding::Figures { reported_at, .. }) => *reported_at,
+                    _ => None,
+                })
+                .max_by_key(|t| (t.seconds, t.nanos)),
+            Stockpiles::Unavailable(_) => None,
+        },
+        stockpiles_note: match stockpiles {
+            Stockpiles::Read(_) => String::new(),
+            Stockpiles::Unavailable(why) => why.clone(),
+        },
         computed_at: Some(a.now),
         estimates: {
             estimates.sort();
@@ -192,7 +221,8 @@ mod tests {
             now: Timestamp::default(),
         };
         let members = ["US".to_owned(), "EU".to_owned(), "FR".to_owned()];
-        let r = run(&a, &cut(0.5, 73), &members, "US").unwrap();
+        let none = Stockpiles::Read(Default::default());
+        let r = run(&a, &cut(0.5, 73), &members, "US", &none).unwrap();
         // AA holds 0.8 of 1000 t/year; half of it for 73 days (a fifth of a year).
         close(r.global_shortfall_fraction, 0.4);
         close(r.global_shortfall_tonnes, 1000.0 * 0.4 * 0.2);
@@ -234,6 +264,67 @@ mod tests {
     }
 
     #[test]
+    fn stockpiles_cover_what_they_can_and_nothing_is_guessed() {
+        let (data, p) = fixtures();
+        let a = Assessor {
+            data: &data,
+            partnership: &p,
+            disruptions: &[],
+            settings: Settings::default(),
+            now: Timestamp::default(),
+        };
+        let reported_at = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        };
+        let read = Stockpiles::Read(
+            [
+                (
+                    "EU".to_owned(),
+                    Holding::Figures {
+                        tonnes: 5.0,
+                        reported_at: Some(reported_at),
+                    },
+                ),
+                ("US".to_owned(), Holding::Withheld),
+            ]
+            .into(),
+        );
+        let members = ["US".to_owned(), "EU".to_owned(), "FR".to_owned()];
+        let r = run(&a, &cut(0.5, 73), &members, "US", &read).unwrap();
+        let by = |m: &str| r.member_impacts.iter().find(|i| i.member == m).unwrap();
+        // EU loses 200 × 0.7 × 0.5 / 365 t a day, 14 t over 73 days: 5 t
+        // cover 5 / (70 / 365) days and leave 9 t uncovered.
+        let eu = by("EU");
+        assert_eq!(
+            eu.stockpile_availability,
+            pb::StockpileAvailability::Reported as i32
+        );
+        close(eu.days_of_cover.unwrap(), 5.0 / (70.0 / 365.0));
+        close(eu.uncovered_shortfall_tonnes.unwrap(), 14.0 - 5.0);
+        let us = by("US");
+        assert_eq!(
+            us.stockpile_availability,
+            pb::StockpileAvailability::Withheld as i32
+        );
+        assert!(us.stockpile_tonnes.is_none() && us.uncovered_shortfall_tonnes.is_none());
+        assert_eq!(
+            by("FR").stockpile_availability,
+            pb::StockpileAvailability::NotReported as i32
+        );
+        assert_eq!(r.stockpiles_as_of, Some(reported_at));
+        assert!(r.stockpiles_note.is_empty());
+
+        let away = Stockpiles::Unavailable("the emergency service did not answer".into());
+        let r = run(&a, &cut(0.5, 73), &members, "US", &away).unwrap();
+        assert!(r.member_impacts.iter().all(|m| m.stockpile_availability
+            == pb::StockpileAvailability::Unavailable as i32
+            && m.stockpile_tonnes.is_none()));
+        assert_eq!(r.stockpiles_note, "the emergency service did not answer");
+        assert!(r.stockpiles_as_of.is_none());
+    }
+
+    #[test]
     fn a_cut_on_top_of_a_live_restriction_keeps_it() {
         let (data, p) = fixtures();
         let live = [restriction(5, 0.0)];
@@ -244,7 +335,8 @@ mod tests {
             settings: Settings::default(),
             now: Timestamp::default(),
         };
-        let r = run(&a, &cut(1.0, 1), &["US".to_owned()], "US").unwrap();
+        let none = Stockpiles::Read(Default::default());
+        let r = run(&a, &cut(1.0, 1), &["US".to_owned()], "US", &none).unwrap();
         let before = a.assess("US", Mineral::Gallium, Stage::Refining).unwrap();
         close(r.supply_risk_before.unwrap(), before.supply_risk);
         assert!(before.supply_risk > before.baseline_supply_risk);
@@ -263,7 +355,7 @@ mod tests {
         let mut c = cut(0.5, 10);
         c.stage = Stage::Mining;
         assert!(matches!(
-            run(&a, &c, &[], "US"),
+            run(&a, &c, &[], "US", &Stockpiles::Read(Default::default())),
             Err(RiskError::NotFound(_))
         ));
     }

@@ -53,6 +53,7 @@ pub struct Risk {
     alerts: Arc<EventLog>,
     streams: StreamConfig,
     shutdown: Shutdown,
+    stockpiles: Option<crate::stockpiles::StockpileSource>,
 }
 
 /// What a risk service computes with and serves from, for [`Risk::new`].
@@ -74,6 +75,8 @@ pub struct Parts {
     pub streams: StreamConfig,
     /// Ends streams at shutdown.
     pub shutdown: Shutdown,
+    /// Where scenarios read stockpiles (none: every member UNAVAILABLE).
+    pub stockpiles: Option<crate::stockpiles::StockpileSource>,
 }
 
 impl Risk {
@@ -88,6 +91,7 @@ impl Risk {
             alerts: parts.alerts,
             streams: parts.streams,
             shutdown: parts.shutdown,
+            stockpiles: parts.stockpiles,
         }
     }
 
@@ -283,13 +287,21 @@ impl Risk {
         })
     }
 
-    fn run_scenario_now(
+    async fn run_scenario_now(
         &self,
         who: &Principal,
         r: &RunScenarioRequest,
     ) -> Result<ScenarioResult, RiskError> {
+        let q = validate::run_scenario_request(r, &self.partnership.load())?;
+        // Read before computing: the scores below use the policy, reference
+        // data and disruptions in force once the stockpiles are in.
+        let stockpiles = match &self.stockpiles {
+            Some(source) => source.read(q.cut.mineral).await,
+            None => crate::stockpiles::Stockpiles::Unavailable(
+                "no emergency service is configured ([emergency] in risk.toml)".into(),
+            ),
+        };
         let partnership = self.partnership.load();
-        let q = validate::run_scenario_request(r, &partnership)?;
         let members = q.members.unwrap_or_else(|| {
             partnership
                 .members()
@@ -298,7 +310,7 @@ impl Risk {
                 .collect()
         });
         let mut result = self.with_assessor(&partnership, |a| {
-            scenario::run(a, &q.cut, &members, &who.member)
+            scenario::run(a, &q.cut, &members, &who.member, &stockpiles)
         })?;
         let asked = r.scenario.clone().unwrap_or_default();
         result.scenario = Some(Scenario {
@@ -353,7 +365,7 @@ impl RiskService for Risk {
     ) -> Result<Response<RunScenarioResponse>, Status> {
         let who = Self::analyst(&req)?;
         Ok(Response::new(RunScenarioResponse {
-            result: Some(self.run_scenario_now(&who, req.get_ref())?),
+            result: Some(self.run_scenario_now(&who, req.get_ref()).await?),
         }))
     }
 
