@@ -1,8 +1,9 @@
 //! Every request a member can send, decoded from arbitrary bytes and, if it
 //! decodes, validated exactly as the service validates it before looking
 //! anything up (`orex_sharing::validate::*_request`,
-//! `orex_risk::validate::*_request`; the audit requests are decoded). The first byte picks the method. Never a panic: bad input is
-//! an INVALID_ARGUMENT naming the field.
+//! `orex_risk::validate::*_request`, `orex_emergency::validate::*`; the
+//! audit requests are decoded). The first byte picks the method. Never a
+//! panic: bad input is an INVALID_ARGUMENT naming the field.
 
 #![no_main]
 
@@ -10,7 +11,9 @@ use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use orex_membership::Partnership;
+use orex_emergency::validate as emergency_validate;
 use orex_proto::audit::v1 as audit;
+use orex_proto::emergency::v1 as emergency;
 use orex_proto::risk::v1 as risk;
 use orex_proto::sharing::v1 as sharing;
 use orex_risk::validate as risk_validate;
@@ -47,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let p = &*PARTNERSHIP;
-    match method % 18 {
+    match method % 28 {
         0 => {
             if let Some(r) = decoded::<sharing::PublishReportRequest>(bytes) {
                 let _ = validate::publish_request(&r, p);
@@ -125,8 +128,59 @@ fuzz_target!(|data: &[u8]| {
                 let _ = risk_validate::subscribe_request(&r);
             }
         }
-        _ => {
+        17 => {
             let _ = decoded::<risk::GetReferenceDataVersionRequest>(bytes);
+        }
+        18 => {
+            if let Some(r) = decoded::<emergency::ReportStockpileRequest>(bytes) {
+                let _ = emergency_validate::report_stockpile(&r, p);
+            }
+        }
+        19 => {
+            if let Some(r) = decoded::<emergency::ListStockpilesRequest>(bytes) {
+                let _ = emergency_validate::list_stockpiles(&r, p);
+            }
+        }
+        20 => {
+            if let Some(r) = decoded::<emergency::DeclareShortageRequest>(bytes) {
+                let now = orex_kit::fields::now_nanos();
+                let _ = emergency_validate::declare(&r, now, 168);
+            }
+        }
+        21 => {
+            if let Some(r) = decoded::<emergency::CastVoteRequest>(bytes) {
+                let _ = emergency_validate::cast_vote(&r);
+            }
+        }
+        22 => {
+            if let Some(r) = decoded::<emergency::GetCaseRequest>(bytes) {
+                let _ = emergency_validate::get_case(&r);
+            }
+        }
+        23 => {
+            if let Some(r) = decoded::<emergency::ListCasesRequest>(bytes) {
+                let _ = emergency_validate::list_cases(&r);
+            }
+        }
+        24 => {
+            if let Some(r) = decoded::<emergency::PledgeReleaseRequest>(bytes) {
+                let _ = emergency_validate::pledge(&r);
+            }
+        }
+        25 => {
+            if let Some(r) = decoded::<emergency::RecordFulfilmentRequest>(bytes) {
+                let _ = emergency_validate::fulfil(&r);
+            }
+        }
+        26 => {
+            if let Some(r) = decoded::<emergency::CloseCaseRequest>(bytes) {
+                let _ = emergency_validate::close(&r);
+            }
+        }
+        _ => {
+            if let Some(r) = decoded::<emergency::SubscribeCaseEventsRequest>(bytes) {
+                let _ = emergency_validate::subscribe(&r);
+            }
         }
     }
 });
