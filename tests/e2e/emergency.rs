@@ -797,3 +797,71 @@ async fn risk_scenarios_use_the_stockpiles_every_member_may_see() {
     stack.start_emergency().await;
     stack.stop().await;
 }
+
+/// Directly at the emergency service, the workload `risk` may only list
+/// stockpiles, sees figures only of CLEAR and GREEN reports, and speaks for
+/// no member; the workload `sharing` may not call at all.
+#[tokio::test]
+async fn the_risk_workload_lists_only_what_every_member_may_see_and_nothing_else() {
+    use orex_proto::emergency::v1::emergency_service_client::EmergencyServiceClient;
+    let stack = Stack::spawn().await;
+    report(
+        &stack,
+        "us-cole",
+        content(figures(10.0, 19.0, 19.0), Marking::Green, &[]),
+    )
+    .await;
+    report(
+        &stack,
+        "eu-clara",
+        content(figures(99.0, 57.0, 57.0), Marking::AmberStrict, &["US"]),
+    )
+    .await;
+    let (cert, key) = stack.workload_identity("risk");
+    let ch = stack
+        .channel(stack.emergency_addr, "emergency", Some((cert, key)))
+        .await
+        .unwrap();
+    let mut risk = EmergencyServiceClient::new(ch);
+    let listed = risk
+        .list_stockpiles(ListStockpilesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let eu = listed.stockpiles.iter().find(|s| s.member == "EU").unwrap();
+    assert!(eu.figures_restricted && eu.content.as_ref().unwrap().disclosure.is_none());
+    let us = listed.stockpiles.iter().find(|s| s.member == "US").unwrap();
+    assert!(!us.figures_restricted);
+    // Anything else is refused, principal metadata or not.
+    let mut req = tonic::Request::new(GetCaseRequest {
+        case_id: uuid::Uuid::now_v7().hyphenated().to_string(),
+    });
+    req.metadata_mut()
+        .insert("x-orex-member", "US".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-orex-subject", "cole".parse().unwrap());
+    req.metadata_mut()
+        .insert("x-orex-roles", "coordinator".parse().unwrap());
+    let s = risk.get_case(req).await.unwrap_err();
+    refused(&s, Code::PermissionDenied, Reason::WorkloadNotAllowed);
+    let s = risk
+        .declare_shortage(DeclareShortageRequest {
+            request_id: rid(),
+            declaration: Some(declaration(ts(3600))),
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::PermissionDenied, Reason::WorkloadNotAllowed);
+    // A workload on neither list may not call at all.
+    let (cert, key) = stack.workload_identity("sharing");
+    let ch = stack
+        .channel(stack.emergency_addr, "emergency", Some((cert, key)))
+        .await
+        .unwrap();
+    let s = EmergencyServiceClient::new(ch)
+        .list_stockpiles(ListStockpilesRequest::default())
+        .await
+        .unwrap_err();
+    refused(&s, Code::PermissionDenied, Reason::WorkloadNotAllowed);
+    stack.stop().await;
+}

@@ -431,3 +431,251 @@ pub fn expire(c: ShortageCase, now: Timestamp, rule: &Rule) -> Result<Events> {
     stepped(next, CaseEventKind::Expired, &mut events);
     Ok(events)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(member: &str) -> PrincipalRef {
+        PrincipalRef {
+            member: member.into(),
+            subject: "coordinator".into(),
+        }
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp { seconds, nanos: 0 }
+    }
+
+    fn reference() -> ReferenceData {
+        ReferenceData::parse(orex_reference::SHIPPED.as_bytes()).unwrap()
+    }
+
+    /// A case declared at t=0 with its deadline at t=100.
+    fn declared() -> ShortageCase {
+        let electorate =
+            Electorate::new(vec!["EU".into(), "US".into()], vec!["JP".into()]).unwrap();
+        let declaration = ShortageDeclaration {
+            mineral: Mineral::Gallium as i32,
+            total_release_tonnes: 30.0,
+            voting_deadline: Some(at(100)),
+            ..Default::default()
+        };
+        let events = declare(
+            "c1",
+            declaration,
+            who("US"),
+            at(0),
+            &electorate,
+            &Rule::default(),
+        )
+        .unwrap();
+        events.last().unwrap().1.clone()
+    }
+
+    fn ballot(member: &str, choice: VoteChoice, t: i64) -> Ballot {
+        Ballot {
+            voting_member: member.into(),
+            choice,
+            comment: String::new(),
+            by: who(member),
+            at: at(t),
+        }
+    }
+
+    fn cast(c: ShortageCase, member: &str, choice: VoteChoice, t: i64) -> Result<Events> {
+        let data = reference();
+        // Nobody reported: every party is uncapped with reference consumption.
+        let none = |_: &str| -> Result<Option<Stockpile>> { Ok(None) };
+        let split = Split {
+            stockpile_of: &none,
+            reference: &data,
+        };
+        vote(c, &ballot(member, choice, t), &Rule::default(), &split)
+    }
+
+    fn active() -> ShortageCase {
+        let mut c = declared();
+        for m in ["US", "EU", "JP"] {
+            c = cast(c, m, VoteChoice::Approve, 10)
+                .unwrap()
+                .pop()
+                .unwrap()
+                .1;
+        }
+        assert_eq!(c.status(), CaseStatus::Active);
+        c
+    }
+
+    fn conflict(r: Result<impl std::fmt::Debug>, status: &str) {
+        match r {
+            Err(EmergencyError::CaseStatus { subject, message }) => {
+                assert_eq!(subject, "case/c1");
+                assert!(message.contains(status), "{message}");
+            }
+            other => panic!("expected a status conflict naming {status}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_deciding_vote_activates_with_the_allocation_in_the_same_call() {
+        let c = declared();
+        assert_eq!((c.status(), c.version), (CaseStatus::Voting, 1));
+        let c = cast(c, "US", VoteChoice::Approve, 10)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1;
+        let c = cast(c, "EU", VoteChoice::Approve, 10)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1;
+        assert_eq!(c.status(), CaseStatus::Voting, "JP's majority is missing");
+        let events = cast(c, "JP", VoteChoice::Approve, 10).unwrap();
+        let kinds: Vec<_> = events.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kinds, [CaseEventKind::VoteCast, CaseEventKind::Activated]);
+        let c = &events[1].1;
+        assert_eq!((c.version, c.activated_at), (5, Some(at(10))));
+        // Only the US has reference consumption for gallium (19 t/y):
+        // it takes all 30 t, uncapped; EU and JP are listed with nothing.
+        let us = c.allocations.iter().find(|a| a.member == "US").unwrap();
+        assert!((us.allocated_tonnes - 30.0).abs() < 1e-9);
+        assert_eq!(us.stockpile_cap_tonnes, None);
+        assert_eq!(c.allocations.len(), 3);
+        assert!((c.unallocated_tonnes).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_founding_rejection_rejects_and_a_second_vote_is_refused() {
+        let c = cast(declared(), "EU", VoteChoice::Reject, 10).unwrap();
+        let c = &c.last().unwrap().1;
+        assert_eq!(c.status(), CaseStatus::Rejected);
+        assert_eq!(c.ended_at, Some(at(10)));
+        let c = cast(declared(), "JP", VoteChoice::Approve, 10)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1;
+        assert!(matches!(
+            cast(c, "JP", VoteChoice::Reject, 11),
+            Err(EmergencyError::AlreadyVoted(_))
+        ));
+        assert!(matches!(
+            cast(declared(), "KR", VoteChoice::Approve, 10),
+            Err(EmergencyError::PermissionDenied(
+                orex_kit::status::Reason::NotEligibleToVote,
+                _
+            ))
+        ));
+    }
+
+    #[test]
+    fn every_transition_not_allowed_in_a_status_names_the_status() {
+        // VOTING: no pledge, delivery or closure; no vote at the deadline.
+        conflict(
+            pledge(declared(), "p", "US", 1.0, "", who("US"), at(1)),
+            "VOTING",
+        );
+        conflict(
+            fulfil(declared(), "f", "p", "US", 1.0, at(1), "", who("US"), at(1)),
+            "VOTING",
+        );
+        conflict(close(declared(), "r", &who("US"), at(1)), "VOTING");
+        conflict(cast(declared(), "US", VoteChoice::Approve, 100), "VOTING");
+        // ACTIVE: no vote.
+        conflict(cast(active(), "US", VoteChoice::Approve, 11), "ACTIVE");
+        // Terminal statuses: nothing.
+        let rejected = cast(declared(), "US", VoteChoice::Reject, 10)
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1;
+        let expired = expire(declared(), at(100), &Rule::default())
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1;
+        let closed = close(active(), "done", &who("US"), at(20))
+            .unwrap()
+            .pop()
+            .unwrap()
+            .1;
+        for (c, name) in [
+            (rejected, "REJECTED"),
+            (expired, "EXPIRED"),
+            (closed, "CLOSED"),
+        ] {
+            conflict(cast(c.clone(), "JP", VoteChoice::Approve, 11), name);
+            conflict(
+                pledge(c.clone(), "p", "JP", 1.0, "", who("JP"), at(30)),
+                name,
+            );
+            conflict(close(c.clone(), "again", &who("US"), at(30)), name);
+            // Expiry of a case that is no longer voting changes nothing.
+            assert!(expire(c, at(1000), &Rule::default()).unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn expiry_waits_for_the_deadline() {
+        assert!(
+            expire(declared(), at(99), &Rule::default())
+                .unwrap()
+                .is_empty()
+        );
+        let e = expire(declared(), at(100), &Rule::default()).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].0, CaseEventKind::Expired);
+        assert_eq!(e[0].1.status(), CaseStatus::Expired);
+    }
+
+    #[test]
+    fn pledges_and_deliveries_count_toward_the_voting_party() {
+        let c = active();
+        // DE pledges toward the EU's allocation.
+        let (events, p) = pledge(c, "p1", "EU", 4.0, "", who("DE"), at(20)).unwrap();
+        assert_eq!(p.member, "DE");
+        let c = events.last().unwrap().1.clone();
+        let eu = c.allocations.iter().find(|a| a.member == "EU").unwrap();
+        assert!((eu.pledged_tonnes - 4.0).abs() < 1e-12);
+        // Only DE records deliveries against it, and no more than pledged.
+        assert!(matches!(
+            fulfil(
+                c.clone(),
+                "f0",
+                "p1",
+                "EU",
+                1.0,
+                at(21),
+                "",
+                who("FR"),
+                at(21)
+            ),
+            Err(EmergencyError::PermissionDenied(
+                orex_kit::status::Reason::NotOwnMember,
+                _
+            ))
+        ));
+        let (events, _) = fulfil(c, "f1", "p1", "EU", 3.0, at(21), "", who("DE"), at(21)).unwrap();
+        let c = events.last().unwrap().1.clone();
+        assert!(matches!(
+            fulfil(
+                c.clone(),
+                "f2",
+                "p1",
+                "EU",
+                1.5,
+                at(22),
+                "",
+                who("DE"),
+                at(22)
+            ),
+            Err(EmergencyError::PledgeExceeded { .. })
+        ));
+        assert!(matches!(
+            fulfil(c, "f3", "nope", "EU", 1.0, at(22), "", who("DE"), at(22)),
+            Err(EmergencyError::NotFound(_))
+        ));
+    }
+}

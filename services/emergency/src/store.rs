@@ -596,3 +596,95 @@ impl CaseTx<'_> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orex_kit::store::StoreConfig;
+    use orex_proto::emergency::v1::CaseStatus;
+
+    fn key(request_id: &str, method: Method, fingerprint: u8) -> RequestKey {
+        RequestKey {
+            who: Principal {
+                member: "US".into(),
+                subject: "cole".into(),
+                roles: vec![],
+            },
+            request_id: request_id.into(),
+            method,
+            fingerprint: [fingerprint; 32],
+        }
+    }
+
+    fn open_case(
+        version: u32,
+    ) -> impl Fn(Option<ShortageCase>, &StockpileOf<'_>) -> Result<Transition, EmergencyError>
+    + Send
+    + 'static {
+        move |current, _| {
+            let mut c = current.unwrap_or_else(|| ShortageCase {
+                id: "c1".into(),
+                status: CaseStatus::Voting as i32,
+                ..Default::default()
+            });
+            let mut events = Vec::new();
+            for _ in 0..version {
+                c.version += 1;
+                events.push((CaseEventKind::VoteCast, c.clone()));
+            }
+            Ok(Transition {
+                reply: c.version.to_be_bytes().to_vec(),
+                events,
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_gets_the_stored_answer_and_a_reused_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &StoreConfig::default()).unwrap();
+        let s = EmergencyStore::open(&store).unwrap();
+        let first = s
+            .change_case(
+                Some(key("r1", Method::Declare, 1)),
+                "c1".into(),
+                Mineral::Gallium,
+                None,
+                open_case(2),
+            )
+            .await
+            .unwrap();
+        assert!(!first.replayed);
+        assert_eq!(s.log().published(), 2, "two events, two sequences");
+        // The same call again: the same answer, nothing appended.
+        let again = s
+            .change_case(
+                Some(key("r1", Method::Declare, 1)),
+                "c1".into(),
+                Mineral::Gallium,
+                None,
+                open_case(2),
+            )
+            .await
+            .unwrap();
+        assert!(again.replayed);
+        assert_eq!(again.reply, first.reply);
+        assert_eq!(s.log().published(), 2);
+        // The key with other arguments, or for another call: refused.
+        for k in [key("r1", Method::Declare, 9), key("r1", Method::Vote, 1)] {
+            let e = s
+                .change_case(Some(k), "c1".into(), Mineral::Gallium, None, open_case(1))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, EmergencyError::InvalidArgument { .. }), "{e:?}");
+        }
+        assert_eq!(s.case("c1").unwrap().unwrap().version, 2);
+        // A transition that appends nothing (an expiry not yet due) uses no sequence.
+        s.change_case(None, "c1".into(), Mineral::Gallium, None, open_case(0))
+            .await
+            .unwrap();
+        assert_eq!(s.log().published(), 2);
+        let ids: Vec<String> = s.case_ids_newest_first(None).map(Result::unwrap).collect();
+        assert_eq!(ids, ["c1"]);
+    }
+}
