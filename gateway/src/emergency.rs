@@ -2,6 +2,11 @@
 //! the same [`Door`](crate::door::Door), [`Face`] and stream relay as the
 //! other faces, forwarded to the emergency service over mutual TLS.
 //!
+//! A declaration may link sharing reports; the gateway checks, as the
+//! declaring principal, that each is one it may see (GetReport at the
+//! sharing service with the forwarded principal), so no one can link — and
+//! so learn of — a report outside their audience.
+//!
 //! The service already shows each caller only the stockpile figures its
 //! marking allows; the gateway checks again before an answer leaves (as it
 //! does for reports), so a service bug cannot leak restricted figures: a
@@ -14,6 +19,8 @@ use orex_membership::{Audience, Partnership, Principal};
 use orex_proto::emergency::v1::emergency_service_client::EmergencyServiceClient;
 use orex_proto::emergency::v1::emergency_service_server::EmergencyService;
 use orex_proto::emergency::v1::*;
+use orex_proto::sharing::v1::GetReportRequest;
+use orex_proto::sharing::v1::sharing_service_client::SharingServiceClient;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -33,6 +40,7 @@ impl Sequenced for SubscribeCaseEventsResponse {
 #[derive(Debug, Clone)]
 pub struct EmergencyGateway {
     face: Face<EmergencyServiceClient<Channel>>,
+    sharing: SharingServiceClient<Channel>,
     policy: crate::policy::PolicyHandle,
     streams_backend: EmergencyServiceClient<Channel>,
     streams: StreamConfig,
@@ -112,6 +120,41 @@ fn touched_stockpile(s: &Stockpile) -> Touched {
     }
 }
 
+/// Refuses a declaration linking a report its declaring principal may not
+/// see: each is read at the sharing service as that principal (member and
+/// subject from the outbound request's forwarded metadata). Visibility
+/// depends on member and subject only, so the read goes with the reader
+/// role whatever roles the coordinator holds; its answer never leaves the
+/// gateway. NOT_FOUND there — missing or outside the audience, deliberately
+/// alike — is INVALID_ARGUMENT here.
+async fn linked_reports_visible<T>(
+    mut sharing: SharingServiceClient<Channel>,
+    out: &Request<T>,
+    linked: &[String],
+) -> Result<(), Status> {
+    let mut reader = orex_kit::forwarded::extract(out.metadata())?;
+    reader.roles = vec![orex_membership::Role::Reader];
+    for (i, id) in linked.iter().enumerate() {
+        let mut get = Request::new(GetReportRequest {
+            report_id: id.clone(),
+            version: 0,
+        });
+        orex_kit::forwarded::attach(&reader, get.metadata_mut())?;
+        match sharing.get_report(get).await {
+            Ok(_) => {}
+            Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => {
+                return Err(orex_kit::fields::invalid(
+                    format!("declaration.linked_report_ids[{i}]"),
+                    "is not a report you may see",
+                )
+                .into());
+            }
+            Err(s) => return Err(s),
+        }
+    }
+    Ok(())
+}
+
 /// The answer's case, recorded as touched.
 fn one_case<T>(
     case: impl Fn(&T) -> Option<&ShortageCase>,
@@ -123,11 +166,13 @@ fn one_case<T>(
 }
 
 impl EmergencyGateway {
-    /// Forwards to `backend` after the door admits a call.
+    /// Forwards to `backend` after the door admits a call; `sharing` checks
+    /// linked reports.
     pub fn new(
         door: Door,
         policy: crate::policy::PolicyHandle,
         backend: Backend,
+        sharing: &Backend,
         streams: StreamConfig,
         shutdown: Shutdown,
     ) -> Self {
@@ -137,6 +182,7 @@ impl EmergencyGateway {
                 service: SERVICE,
                 backend: EmergencyServiceClient::new(backend.unary),
             },
+            sharing: SharingServiceClient::new(sharing.unary.clone()),
             policy,
             streams_backend: EmergencyServiceClient::new(backend.streams),
             streams,
@@ -191,12 +237,23 @@ impl EmergencyService for EmergencyGateway {
         &self,
         req: Request<DeclareShortageRequest>,
     ) -> Result<Response<DeclareShortageResponse>, Status> {
+        let linked: Vec<String> = req
+            .get_ref()
+            .declaration
+            .as_ref()
+            .map(|d| d.linked_report_ids.clone())
+            .unwrap_or_default();
+        let resources = linked.iter().map(|id| format!("report:{id}")).collect();
+        let sharing = self.sharing.clone();
         self.face
             .unary(
                 "DeclareShortage",
                 req,
-                vec![],
-                |mut c, r| async move { c.declare_shortage(r).await },
+                resources,
+                |mut c, r| async move {
+                    linked_reports_visible(sharing, &r, &linked).await?;
+                    c.declare_shortage(r).await
+                },
                 one_case(|r: &DeclareShortageResponse| r.shortage_case.as_ref()),
             )
             .await

@@ -137,7 +137,7 @@ impl Prepared {
         let sharing = sharing::SharingGateway::new(
             door.clone(),
             self.policy.clone(),
-            self.sharing,
+            self.sharing.clone(),
             self.streams,
             shutdown.clone(),
         );
@@ -158,6 +158,7 @@ impl Prepared {
                 door.clone(),
                 self.policy.clone(),
                 b,
+                &self.sharing,
                 self.streams,
                 shutdown.clone(),
             ))

@@ -865,3 +865,62 @@ async fn the_risk_workload_lists_only_what_every_member_may_see_and_nothing_else
     refused(&s, Code::PermissionDenied, Reason::WorkloadNotAllowed);
     stack.stop().await;
 }
+
+/// A declaration links sharing reports its declaring principal may see —
+/// checked at the gateway as that principal — and only the declaring
+/// member's principals receive the links.
+#[tokio::test]
+async fn linked_reports_must_be_visible_to_the_declarer_and_go_only_to_its_member() {
+    let stack = Stack::spawn().await;
+    let mut alice = stack.client("us-alice").await;
+    let green = orex_e2e::publish(&mut alice, orex_e2e::content(Marking::Green, &[], &[])).await;
+    let us_only = orex_e2e::publish(
+        &mut alice,
+        orex_e2e::content(Marking::AmberStrict, &["US"], &[]),
+    )
+    .await;
+    let with_links = |links: Vec<String>| DeclareShortageRequest {
+        request_id: rid(),
+        declaration: Some(ShortageDeclaration {
+            linked_report_ids: links,
+            ..declaration(ts(3600))
+        }),
+    };
+    // JP may not link the US-only report: refused by name, nothing declared.
+    let s = stack
+        .emergency_client("jp-chika")
+        .await
+        .declare_shortage(with_links(vec![green.id.clone(), us_only.id.clone()]))
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    assert!(
+        s.message().starts_with("declaration.linked_report_ids[1]"),
+        "{}",
+        s.message()
+    );
+    // The US coordinator (not a reader) may: visibility, not role, decides.
+    let case = stack
+        .emergency_client("us-cole")
+        .await
+        .declare_shortage(with_links(vec![green.id.clone(), us_only.id.clone()]))
+        .await
+        .unwrap()
+        .into_inner()
+        .shortage_case
+        .unwrap();
+    let links = |c: &ShortageCase| c.declaration.as_ref().unwrap().linked_report_ids.clone();
+    assert_eq!(links(&case), [green.id.clone(), us_only.id.clone()]);
+    assert_eq!(links(&get(&stack, "us-ana", &case.id).await).len(), 2);
+    assert!(links(&get(&stack, "jp-aiko", &case.id).await).is_empty());
+    let listed = stack
+        .emergency_client("jp-aiko")
+        .await
+        .list_cases(ListCasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.cases.len(), 1);
+    assert!(links(&listed.cases[0]).is_empty());
+    stack.stop().await;
+}

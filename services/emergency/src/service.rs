@@ -159,9 +159,10 @@ impl Emergency {
         }
     }
 
-    /// The linked report ids `who` may see: the ids are kept for every
-    /// viewer the sharing service would show them to. Until the service asks
-    /// the sharing service per viewer, only the declaring member sees them.
+    /// `c` as `who` may see it: linked report ids only for principals of
+    /// the declaring member (the gateway checked the declarer may see each;
+    /// this service cannot tell which another viewer may, so it shows none
+    /// rather than one too many).
     fn screened_case(&self, who: &Viewer, mut c: ShortageCase) -> ShortageCase {
         let declarer = c.declared_by.as_ref().map(|p| p.member.as_str());
         let own = matches!(who, Viewer::Member(p) if Some(p.member.as_str()) == declarer);
