@@ -924,3 +924,62 @@ async fn linked_reports_must_be_visible_to_the_declarer_and_go_only_to_its_membe
     assert!(links(&listed.cases[0]).is_empty());
     stack.stop().await;
 }
+
+/// A member that joins by configuration votes on cases declared after it
+/// joined, never on older ones; a declaration retried with its request id
+/// is the same case.
+#[tokio::test]
+async fn a_member_that_joins_is_eligible_for_later_cases_only() {
+    let stack = Stack::spawn().await;
+    let before = declare(&stack, ts(3600)).await;
+    assert!(
+        !before
+            .tally
+            .unwrap()
+            .eligible_voting_members
+            .contains(&"KR".to_owned())
+    );
+    stack.edit_policy(|p| {
+        format!("{p}\n[[members]]\ncode = \"KR\"\nname = \"Korea\"\nkind = \"state\"\n")
+    });
+    // The emergency service notices the new policy by itself (within 2 s).
+    let later = within(20, async {
+        loop {
+            let c = declare(&stack, ts(3600)).await;
+            if c.tally
+                .as_ref()
+                .unwrap()
+                .eligible_voting_members
+                .contains(&"KR".to_owned())
+            {
+                break c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        later.tally.unwrap().eligible_voting_members,
+        ["EU", "JP", "KR", "US"]
+    );
+    let old = get(&stack, "us-ana", &before.id).await;
+    assert_eq!(
+        old.tally.unwrap().eligible_voting_members,
+        ["EU", "JP", "US"]
+    );
+
+    let mut cole = stack.emergency_client("us-cole").await;
+    let req = DeclareShortageRequest {
+        request_id: rid(),
+        declaration: Some(declaration(ts(3600))),
+    };
+    let first = cole
+        .declare_shortage(req.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let again = cole.declare_shortage(req).await.unwrap().into_inner();
+    assert!(!first.replayed && again.replayed);
+    assert_eq!(first.shortage_case, again.shortage_case);
+    stack.stop().await;
+}
