@@ -1,13 +1,8 @@
 //! The emergency service's errors, and the one place they become gRPC statuses.
 
-use std::time::Duration;
-
 use orex_kit::KitError;
 use orex_kit::status::{self, Reason};
 use tonic::{Code, Status};
-
-/// The retry hint of a store that is unavailable for a moment.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Everything an emergency call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -93,12 +88,7 @@ impl From<EmergencyError> for Status {
     fn from(e: EmergencyError) -> Self {
         match e {
             EmergencyError::InvalidArgument { field, reason } => {
-                let why = if field == "page_token" {
-                    Reason::PageTokenInvalid
-                } else {
-                    Reason::InvalidField
-                };
-                status::invalid_field_as(why, &field, &reason)
+                orex_kit::fields::FieldError { field, reason }.into()
             }
             EmergencyError::Unauthenticated(m) => {
                 status::error(Code::Unauthenticated, Reason::PrincipalMissing, m)
@@ -119,23 +109,8 @@ impl From<EmergencyError> for Status {
                 status::error(Code::AlreadyExists, Reason::AlreadyVoted, m)
             }
             EmergencyError::OutOfRange(m) => status::error(Code::OutOfRange, Reason::OutOfRange, m),
-            EmergencyError::Store(KitError::Corrupt(_)) => {
-                tracing::error!(error = %e, "emergency store is corrupt");
-                status::error(
-                    Code::DataLoss,
-                    Reason::DataDamaged,
-                    "stored emergency data is damaged; operators have been alerted in the log",
-                )
-            }
-            EmergencyError::Store(_) | EmergencyError::Sled(_) => {
-                tracing::error!(error = %e, "emergency store failure");
-                status::retry_later(
-                    Code::Unavailable,
-                    Reason::ServiceUnavailable,
-                    "the emergency store is unavailable; retry with the same request_id",
-                    STORE_RETRY,
-                )
-            }
+            EmergencyError::Store(e) => status::store_failure("emergency", &e),
+            EmergencyError::Sled(e) => status::store_failure("emergency", &KitError::Store(e)),
             EmergencyError::Internal(m) => {
                 tracing::error!(error = %m, "emergency service internal error");
                 status::error(

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 use crate::cases::{self, Split};
 use crate::error::EmergencyError;
 use crate::stockpile::{self, Viewer};
-use crate::store::{EmergencyStore, Method, RequestKey, Transition};
+use crate::store::{EmergencyStore, Method, RequestKey, StockpileOf, Transition};
 use crate::validate;
 use crate::voting::{Electorate, PolicyMember, Rule};
 
@@ -170,6 +170,45 @@ impl Emergency {
             d.linked_report_ids.clear();
         }
         c
+    }
+
+    /// Applies `step` to existing case `case_id` for `who`'s call `key`,
+    /// inside the store's transaction, and answers with what it returned
+    /// (or, for a retry, what it returned the first time).
+    async fn step<R, F>(
+        &self,
+        key: RequestKey,
+        case_id: &str,
+        who: &Principal,
+        step: F,
+    ) -> Result<R, EmergencyError>
+    where
+        R: Message + Default,
+        F: Fn(ShortageCase, &StockpileOf<'_>) -> Result<(cases::Events, R), EmergencyError>
+            + Send
+            + 'static,
+    {
+        let mineral = self.mineral_of(case_id)?;
+        let answer = self
+            .p
+            .store
+            .change_case(
+                Some(key),
+                case_id.to_owned(),
+                mineral,
+                Some(who.as_ref()),
+                move |current, stockpile_of| {
+                    let c =
+                        current.ok_or_else(|| EmergencyError::Internal("case vanished".into()))?;
+                    let (events, reply) = step(c, stockpile_of)?;
+                    Ok(Transition {
+                        events,
+                        reply: reply.encode_to_vec(),
+                    })
+                },
+            )
+            .await?;
+        decoded(&answer.reply)
     }
 
     /// Wakes the expiry task (a new deadline may be the earliest).
@@ -383,42 +422,27 @@ impl EmergencyService for Emergency {
         let req = req.into_inner();
         let choice = validate::cast_vote(&req)?;
         let key = Self::key(&who, &req.request_id, Method::Vote, &req);
-        let mineral = self.mineral_of(&req.case_id)?;
-        let voting_member = self.voting_member(&who);
         let reference = self.p.reference.load_full();
-        let (by, rule, comment) = (who.as_ref(), self.p.rule, req.comment.clone());
-        let answer = self
-            .p
-            .store
-            .change_case(
-                Some(key),
-                req.case_id.clone(),
-                mineral,
-                Some(who.as_ref()),
-                move |current, stockpile_of| {
-                    let c =
-                        current.ok_or_else(|| EmergencyError::Internal("case vanished".into()))?;
-                    let split = Split {
-                        stockpile_of,
-                        reference: &reference,
-                    };
-                    let ballot = cases::Ballot {
-                        voting_member: voting_member.clone(),
-                        choice,
-                        comment: comment.clone(),
-                        by: by.clone(),
-                        at: now(),
-                    };
-                    let events = cases::vote(c, &ballot, &rule, &split)?;
-                    let reply = CastVoteResponse {
-                        shortage_case: events.last().map(|(_, c)| c.clone()),
-                    }
-                    .encode_to_vec();
-                    Ok(Transition { events, reply })
-                },
-            )
+        let rule = self.p.rule;
+        let ballot = cases::Ballot {
+            voting_member: self.voting_member(&who),
+            choice,
+            comment: req.comment.clone(),
+            by: who.as_ref(),
+            at: now(),
+        };
+        let resp = self
+            .step(key, &req.case_id, &who, move |c, stockpile_of| {
+                let split = Split {
+                    stockpile_of,
+                    reference: &reference,
+                };
+                let events = cases::vote(c, &ballot, &rule, &split)?;
+                let shortage_case = events.last().map(|(_, c)| c.clone());
+                Ok((events, CastVoteResponse { shortage_case }))
+            })
             .await?;
-        Ok(Response::new(decoded(&answer.reply)?))
+        Ok(Response::new(resp))
     }
 
     async fn get_case(
@@ -504,40 +528,24 @@ impl EmergencyService for Emergency {
         let req = req.into_inner();
         validate::pledge(&req)?;
         let key = Self::key(&who, &req.request_id, Method::Pledge, &req);
-        let mineral = self.mineral_of(&req.case_id)?;
         let voting_member = self.voting_member(&who);
         let pledge_id = uuid::Uuid::now_v7().hyphenated().to_string();
-        let (by, tonnes, note) = (who.as_ref(), req.tonnes, req.note.clone());
-        let answer = self
-            .p
-            .store
-            .change_case(
-                Some(key),
-                req.case_id.clone(),
-                mineral,
-                Some(who.as_ref()),
-                move |current, _| {
-                    let c =
-                        current.ok_or_else(|| EmergencyError::Internal("case vanished".into()))?;
-                    let (events, pledge) = cases::pledge(
-                        c,
-                        &pledge_id,
-                        &voting_member,
-                        tonnes,
-                        &note,
-                        by.clone(),
-                        now(),
-                    )?;
-                    let reply = PledgeReleaseResponse {
-                        shortage_case: events.last().map(|(_, c)| c.clone()),
+        let (by, at, tonnes, note) = (who.as_ref(), now(), req.tonnes, req.note.clone());
+        let resp = self
+            .step(key, &req.case_id, &who, move |c, _| {
+                let (events, pledge) =
+                    cases::pledge(c, &pledge_id, &voting_member, tonnes, &note, by.clone(), at)?;
+                let shortage_case = events.last().map(|(_, c)| c.clone());
+                Ok((
+                    events,
+                    PledgeReleaseResponse {
+                        shortage_case,
                         pledge: Some(pledge),
-                    }
-                    .encode_to_vec();
-                    Ok(Transition { events, reply })
-                },
-            )
+                    },
+                ))
+            })
             .await?;
-        Ok(Response::new(decoded(&answer.reply)?))
+        Ok(Response::new(resp))
     }
 
     async fn record_fulfilment(
@@ -548,7 +556,6 @@ impl EmergencyService for Emergency {
         let req = req.into_inner();
         validate::fulfil(&req)?;
         let key = Self::key(&who, &req.request_id, Method::Fulfil, &req);
-        let mineral = self.mineral_of(&req.case_id)?;
         let voting_member = self.voting_member(&who);
         let fulfilment_id = uuid::Uuid::now_v7().hyphenated().to_string();
         let at = now();
@@ -559,38 +566,30 @@ impl EmergencyService for Emergency {
             req.tonnes,
             req.note.clone(),
         );
-        let answer = self
-            .p
-            .store
-            .change_case(
-                Some(key),
-                req.case_id.clone(),
-                mineral,
-                Some(who.as_ref()),
-                move |current, _| {
-                    let c =
-                        current.ok_or_else(|| EmergencyError::Internal("case vanished".into()))?;
-                    let (events, fulfilment) = cases::fulfil(
-                        c,
-                        &fulfilment_id,
-                        &pledge_id,
-                        &voting_member,
-                        tonnes,
-                        delivered_at,
-                        &note,
-                        by.clone(),
-                        at,
-                    )?;
-                    let reply = RecordFulfilmentResponse {
-                        shortage_case: events.last().map(|(_, c)| c.clone()),
+        let resp = self
+            .step(key, &req.case_id, &who, move |c, _| {
+                let (events, fulfilment) = cases::fulfil(
+                    c,
+                    &fulfilment_id,
+                    &pledge_id,
+                    &voting_member,
+                    tonnes,
+                    delivered_at,
+                    &note,
+                    by.clone(),
+                    at,
+                )?;
+                let shortage_case = events.last().map(|(_, c)| c.clone());
+                Ok((
+                    events,
+                    RecordFulfilmentResponse {
+                        shortage_case,
                         fulfilment: Some(fulfilment),
-                    }
-                    .encode_to_vec();
-                    Ok(Transition { events, reply })
-                },
-            )
+                    },
+                ))
+            })
             .await?;
-        Ok(Response::new(decoded(&answer.reply)?))
+        Ok(Response::new(resp))
     }
 
     async fn close_case(
@@ -601,29 +600,15 @@ impl EmergencyService for Emergency {
         let req = req.into_inner();
         validate::close(&req)?;
         let key = Self::key(&who, &req.request_id, Method::Close, &req);
-        let mineral = self.mineral_of(&req.case_id)?;
-        let (by, reason) = (who.as_ref(), req.reason.clone());
-        let answer = self
-            .p
-            .store
-            .change_case(
-                Some(key),
-                req.case_id.clone(),
-                mineral,
-                Some(who.as_ref()),
-                move |current, _| {
-                    let c =
-                        current.ok_or_else(|| EmergencyError::Internal("case vanished".into()))?;
-                    let events = cases::close(c, &reason, &by, now())?;
-                    let reply = CloseCaseResponse {
-                        shortage_case: events.last().map(|(_, c)| c.clone()),
-                    }
-                    .encode_to_vec();
-                    Ok(Transition { events, reply })
-                },
-            )
+        let (by, at, reason) = (who.as_ref(), now(), req.reason.clone());
+        let resp = self
+            .step(key, &req.case_id, &who, move |c, _| {
+                let events = cases::close(c, &reason, &by, at)?;
+                let shortage_case = events.last().map(|(_, c)| c.clone());
+                Ok((events, CloseCaseResponse { shortage_case }))
+            })
             .await?;
-        Ok(Response::new(decoded(&answer.reply)?))
+        Ok(Response::new(resp))
     }
 
     type SubscribeCaseEventsStream = BoxStream<SubscribeCaseEventsResponse>;

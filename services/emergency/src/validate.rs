@@ -305,23 +305,5 @@ fn minerals(field: &str, list: &[i32]) -> Result {
 
 /// A list of distinct member codes the policy knows.
 fn members(field: &str, list: &[String], max: usize, partnership: &Partnership) -> Result {
-    if list.len() > max {
-        return Err(invalid(field, format!("at most {max} entries")));
-    }
-    let mut seen = BTreeSet::new();
-    for (i, code) in list.iter().enumerate() {
-        if partnership.member(code).is_none() {
-            return Err(invalid(
-                format!("{field}[{i}]"),
-                format!("unknown member {code:?}"),
-            ));
-        }
-        if !seen.insert(code) {
-            return Err(invalid(
-                format!("{field}[{i}]"),
-                format!("{code} is listed twice"),
-            ));
-        }
-    }
-    Ok(())
+    fields::member_codes(field, list, max, partnership)
 }

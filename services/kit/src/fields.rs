@@ -154,6 +154,34 @@ pub fn quantity(field: &str, v: f64, low: f64, low_exclusive: bool, high: f64) -
     ))
 }
 
+/// A list of at most `max` distinct member codes the policy knows.
+pub fn member_codes(
+    field: &str,
+    list: &[String],
+    max: usize,
+    partnership: &orex_membership::Partnership,
+) -> Result {
+    if list.len() > max {
+        return Err(invalid(field, format!("at most {max} entries")));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, code) in list.iter().enumerate() {
+        if partnership.member(code).is_none() {
+            return Err(invalid(
+                format!("{field}[{i}]"),
+                format!("unknown member {code:?}"),
+            ));
+        }
+        if !seen.insert(code) {
+            return Err(invalid(
+                format!("{field}[{i}]"),
+                format!("{code} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,6 +197,29 @@ pub fn invalid_field_as(reason: Reason, field: &str, description: &str) -> Statu
     )
 }
 
+/// A service's store failing under a call, as its caller is told (the
+/// details go to the log only): damaged data is DATA_LOSS `DATA_DAMAGED`;
+/// anything else UNAVAILABLE `SERVICE_UNAVAILABLE` with a one-second retry
+/// hint, since retrying with the same request id is always safe. `what`
+/// names the store ("report", "emergency").
+pub fn store_failure(what: &str, e: &crate::KitError) -> Status {
+    if let crate::KitError::Corrupt(_) = e {
+        tracing::error!(error = %e, store = what, "store is corrupt");
+        return error(
+            Code::DataLoss,
+            Reason::DataDamaged,
+            format!("stored {what} data is damaged; operators have been alerted in the log"),
+        );
+    }
+    tracing::error!(error = %e, store = what, "store failure");
+    retry_later(
+        Code::Unavailable,
+        Reason::ServiceUnavailable,
+        format!("the {what} store is unavailable; retry with the same request_id"),
+        std::time::Duration::from_secs(1),
+    )
+}
+
 /// A failure a retry after `after` can cure: `RetryInfo`, and the same
 /// delay in the `retry-after-ms` metadata for clients without rich errors.
 pub fn retry_later(

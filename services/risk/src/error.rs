@@ -49,16 +49,20 @@ impl From<AssessError> for RiskError {
     }
 }
 
+impl From<orex_kit::fields::FieldError> for RiskError {
+    fn from(e: orex_kit::fields::FieldError) -> Self {
+        Self::InvalidArgument {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 impl From<RiskError> for Status {
     fn from(e: RiskError) -> Self {
         match e {
             RiskError::InvalidArgument { field, reason } => {
-                let why = if field == "page_token" {
-                    Reason::PageTokenInvalid
-                } else {
-                    Reason::InvalidField
-                };
-                status::invalid_field_as(why, &field, &reason)
+                orex_kit::fields::FieldError { field, reason }.into()
             }
             RiskError::RoleMissing(_) => {
                 status::error(Code::PermissionDenied, Reason::RoleMissing, e.to_string())

@@ -1,13 +1,8 @@
 //! The sharing service's errors, and the one place they become gRPC statuses.
 
-use std::time::Duration;
-
 use orex_kit::KitError;
 use orex_kit::status::{self, Reason};
 use tonic::{Code, Status};
-
-/// The retry hint of a store that is unavailable for a moment.
-const STORE_RETRY: Duration = Duration::from_secs(1);
 
 /// Everything a sharing call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -72,16 +67,20 @@ impl SharingError {
     }
 }
 
+impl From<orex_kit::fields::FieldError> for SharingError {
+    fn from(e: orex_kit::fields::FieldError) -> Self {
+        Self::InvalidArgument {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 impl From<SharingError> for Status {
     fn from(e: SharingError) -> Self {
         match e {
             SharingError::InvalidArgument { field, reason } => {
-                let why = if field == "page_token" {
-                    Reason::PageTokenInvalid
-                } else {
-                    Reason::InvalidField
-                };
-                status::invalid_field_as(why, &field, &reason)
+                orex_kit::fields::FieldError { field, reason }.into()
             }
             SharingError::Unauthenticated(m) => {
                 status::error(Code::Unauthenticated, Reason::PrincipalMissing, m)
@@ -97,23 +96,8 @@ impl From<SharingError> for Status {
                 status::precondition(Reason::ReportStatusConflict, &subject, message)
             }
             SharingError::Aborted(m) => status::error(Code::Aborted, Reason::VersionConflict, m),
-            SharingError::Store(KitError::Corrupt(_)) => {
-                tracing::error!(error = %e, "sharing store is corrupt");
-                status::error(
-                    Code::DataLoss,
-                    Reason::DataDamaged,
-                    "stored report data is damaged; operators have been alerted in the log",
-                )
-            }
-            SharingError::Store(_) | SharingError::Sled(_) => {
-                tracing::error!(error = %e, "sharing store failure");
-                status::retry_later(
-                    Code::Unavailable,
-                    Reason::ServiceUnavailable,
-                    "the report store is unavailable; retry with the same request_id",
-                    STORE_RETRY,
-                )
-            }
+            SharingError::Store(e) => status::store_failure("report", &e),
+            SharingError::Sled(e) => status::store_failure("report", &KitError::Store(e)),
         }
     }
 }

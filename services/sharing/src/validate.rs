@@ -12,6 +12,8 @@ use orex_proto::sharing::v1::{
 };
 use prost_types::Timestamp;
 
+use orex_kit::fields;
+
 use crate::error::SharingError;
 
 /// Longest summary, in characters.
@@ -97,74 +99,24 @@ pub fn subscribe_request(r: &SubscribeReportsRequest) -> Result {
     }
 }
 
-/// A page size: 0 is [`DEFAULT_PAGE`], at most [`MAX_PAGE`].
+/// A page size: 0 means [`DEFAULT_PAGE`]; at most [`MAX_PAGE`].
 pub fn page_size(requested: u32) -> Result<usize> {
-    match requested as usize {
-        0 => Ok(DEFAULT_PAGE),
-        n if n <= MAX_PAGE => Ok(n),
-        n => Err(SharingError::invalid(
-            "page_size",
-            format!("must be at most {MAX_PAGE}, got {n}"),
-        )),
-    }
+    Ok(fields::page_size(requested, DEFAULT_PAGE, MAX_PAGE)?)
 }
 
 /// A request id: 1–128 characters of `[A-Za-z0-9._:-]`.
 pub fn request_id(id: &str) -> Result {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(SharingError::invalid(
-            "request_id",
-            "must be 1 to 128 characters of A-Z a-z 0-9 . _ : - (a UUID is a good choice)",
-        ))
-    }
+    Ok(fields::request_id(id)?)
 }
 
 /// A report id as the service issues them (a UUID).
 pub fn report_id(id: &str) -> Result {
-    match uuid::Uuid::parse_str(id) {
-        Ok(u) if u.hyphenated().to_string() == id => Ok(()),
-        _ => Err(SharingError::invalid(
-            "report_id",
-            "must be a report id as returned by PublishReport",
-        )),
-    }
-}
-
-/// Free text may hold line feeds and tabs but no other control characters:
-/// other members' terminals and tools display it.
-fn plain_text(field: &str, text: &str) -> Result {
-    if text
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(SharingError::invalid(
-            field,
-            "must not contain control characters other than line feed and tab",
-        ));
-    }
-    Ok(())
+    Ok(fields::issued_id("report_id", id, "PublishReport")?)
 }
 
 /// A free-text note of at most [`MAX_NOTE_CHARS`]; `required` rejects empty.
 pub fn note(field: &str, text: &str, required: bool) -> Result {
-    if required && text.trim().is_empty() {
-        return Err(SharingError::invalid(field, "is required"));
-    }
-    plain_text(field, text)?;
-    if text.chars().count() > MAX_NOTE_CHARS {
-        return Err(SharingError::invalid(
-            field,
-            format!("must be at most {MAX_NOTE_CHARS} characters"),
-        ));
-    }
-    Ok(())
+    Ok(fields::text(field, text, MAX_NOTE_CHARS, required)?)
 }
 
 /// Every field of a report's content.
@@ -211,7 +163,7 @@ pub fn content(c: Option<&ReportContent>, partnership: &Partnership) -> Result {
             format!("must be 1 to {MAX_SUMMARY_CHARS} characters"),
         ));
     }
-    plain_text("content.summary", &c.summary)?;
+    fields::text("content.summary", &c.summary, MAX_SUMMARY_CHARS, true)?;
     let marking = enum_value::<Marking>("content.marking", c.marking)?;
     let wants_members = matches!(marking, Marking::Amber | Marking::AmberStrict);
     if wants_members {
@@ -289,28 +241,7 @@ pub fn list_len(field: &str, len: usize) -> Result {
 
 /// A list of distinct, configured member codes.
 fn members(field: &str, list: &[String], partnership: &Partnership) -> Result {
-    if list.len() > MAX_LIST {
-        return Err(SharingError::invalid(
-            field,
-            format!("at most {MAX_LIST} entries"),
-        ));
-    }
-    let mut seen = BTreeSet::new();
-    for (i, code) in list.iter().enumerate() {
-        if partnership.member(code).is_none() {
-            return Err(SharingError::invalid(
-                format!("{field}[{i}]"),
-                format!("unknown member {code:?}"),
-            ));
-        }
-        if !seen.insert(code) {
-            return Err(SharingError::invalid(
-                format!("{field}[{i}]"),
-                format!("{code} is listed twice"),
-            ));
-        }
-    }
-    Ok(())
+    Ok(fields::member_codes(field, list, MAX_LIST, partnership)?)
 }
 
 /// A known, non-zero enum value.
@@ -318,25 +249,12 @@ pub fn enum_value<E>(field: &str, raw: i32) -> Result<E>
 where
     E: TryFrom<i32> + Default + PartialEq,
 {
-    match E::try_from(raw) {
-        Ok(v) if v != E::default() => Ok(v),
-        _ => Err(SharingError::invalid(
-            field,
-            format!("is required and must be a known value (got {raw})"),
-        )),
-    }
+    Ok(fields::enum_value(field, raw)?)
 }
 
 /// A required timestamp within the range protobuf allows.
 pub fn timestamp(field: &str, t: Option<&Timestamp>) -> Result<i128> {
-    let t = t.ok_or_else(|| SharingError::invalid(field, "is required"))?;
-    // 0001-01-01 .. 9999-12-31, nanos 0..1e9, per google.protobuf.Timestamp.
-    if !(-62_135_596_800..=253_402_300_799).contains(&t.seconds)
-        || !(0..1_000_000_000).contains(&t.nanos)
-    {
-        return Err(SharingError::invalid(field, "is not a valid timestamp"));
-    }
-    Ok(nanos(t))
+    Ok(fields::timestamp(field, t)?)
 }
 
 /// A window with a required start and, if set, an end after it.
@@ -357,5 +275,5 @@ pub fn window(field: &str, w: Option<&TimeWindow>) -> Result {
 
 /// Nanoseconds since the epoch, for comparing timestamps.
 pub fn nanos(t: &Timestamp) -> i128 {
-    i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos)
+    fields::nanos(t)
 }
