@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use orex_cli::commands::{self, audit::AuditCommand, report::ReportCommand, risk::RiskCommand};
+use orex_cli::commands::{
+    self, audit::AuditCommand, emergency::EmergencyCommand, report::ReportCommand,
+    risk::RiskCommand, stockpile::StockpileCommand,
+};
 use orex_cli::devstack::{DevLayout, Ports};
 
 /// orex — the critical-minerals partnership's supply-problem exchange.
@@ -54,6 +57,26 @@ enum Command {
         bundle: Option<PathBuf>,
         #[command(subcommand)]
         command: RiskCommand,
+    },
+    /// Members' stockpiles of critical minerals and the partnership
+    /// aggregate, through the gateway: report with a coordinator's bundle,
+    /// list with an analyst's too.
+    Stockpile {
+        /// A coordinator's (or, to list, an analyst's) client bundle folder.
+        #[arg(long, env = "OREX_BUNDLE", global = true)]
+        bundle: Option<PathBuf>,
+        #[command(subcommand)]
+        command: StockpileCommand,
+    },
+    /// Shortage cases — declare, vote, pledge, deliver, close — through the
+    /// gateway with a coordinator's bundle; list, show and watch with an
+    /// analyst's too.
+    Emergency {
+        /// A coordinator's (or, to read, an analyst's) client bundle folder.
+        #[arg(long, env = "OREX_BUNDLE", global = true)]
+        bundle: Option<PathBuf>,
+        #[command(subcommand)]
+        command: EmergencyCommand,
     },
     /// The access log, for auditors, through the gateway.
     Audit {
@@ -121,6 +144,20 @@ async fn main() -> ExitCode {
             Some(bundle) => commands::risk::run(&bundle, command).await,
             None => Err(orex_cli::CliError::Invalid(
                 "--bundle (or OREX_BUNDLE) is required: the folder of your analyst bundle".into(),
+            )),
+        },
+        Command::Stockpile { bundle, command } => match bundle {
+            Some(bundle) => commands::stockpile::run(&bundle, command).await,
+            None => Err(orex_cli::CliError::Invalid(
+                "--bundle (or OREX_BUNDLE) is required: the folder of your coordinator (or analyst) bundle"
+                    .into(),
+            )),
+        },
+        Command::Emergency { bundle, command } => match bundle {
+            Some(bundle) => commands::emergency::run(&bundle, command).await,
+            None => Err(orex_cli::CliError::Invalid(
+                "--bundle (or OREX_BUNDLE) is required: the folder of your coordinator (or analyst) bundle"
+                    .into(),
             )),
         },
         Command::Audit { bundle, command } => match bundle {

@@ -2,6 +2,8 @@
 
 pub mod audit;
 pub mod dev;
+pub mod emergency;
 pub mod report;
 pub mod risk;
+pub mod stockpile;
 pub mod up;
