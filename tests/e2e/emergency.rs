@@ -983,3 +983,57 @@ async fn a_member_that_joins_is_eligible_for_later_cases_only() {
     assert_eq!(first.shortage_case, again.shortage_case);
     stack.stop().await;
 }
+
+/// The case event stream resumes after the last sequence a client
+/// processed, filters by status, and refuses a resume point beyond its end.
+#[tokio::test]
+async fn the_case_stream_resumes_filters_and_refuses_a_point_beyond_its_end() {
+    let stack = Stack::spawn().await;
+    let first = declare(&stack, ts(3600)).await;
+    let second = declare(&stack, ts(3600)).await;
+    vote(&stack, "us-cole", &second.id, VoteChoice::Reject)
+        .await
+        .unwrap();
+    let subscribe = |filter: Option<CaseFilter>, after: Option<u64>| {
+        let stack = &stack;
+        async move {
+            stack
+                .emergency_client("us-ana")
+                .await
+                .subscribe_case_events(SubscribeCaseEventsRequest {
+                    filter,
+                    after_sequence: after,
+                })
+                .await
+        }
+    };
+    let mut all = subscribe(None, Some(0)).await.unwrap().into_inner();
+    let e1 = within(20, all.message()).await.unwrap().unwrap();
+    assert_eq!(e1.shortage_case.as_ref().unwrap().id, first.id);
+    // Reconnecting after e1 gives the rest, once, in order.
+    let mut rest = subscribe(None, Some(e1.sequence))
+        .await
+        .unwrap()
+        .into_inner();
+    let e2 = within(20, rest.message()).await.unwrap().unwrap();
+    assert_eq!(
+        (e2.kind(), e2.shortage_case.unwrap().id),
+        (CaseEventKind::Declared, second.id.clone())
+    );
+    assert!(e2.sequence > e1.sequence);
+    // Only rejected cases: the rejection of the second, nothing of the first.
+    let only_rejected = CaseFilter {
+        statuses: vec![CaseStatus::Rejected as i32],
+        ..Default::default()
+    };
+    let mut rejected = subscribe(Some(only_rejected), Some(0))
+        .await
+        .unwrap()
+        .into_inner();
+    let r = within(20, rejected.message()).await.unwrap().unwrap();
+    assert_eq!(r.kind(), CaseEventKind::Rejected);
+    assert_eq!(r.shortage_case.unwrap().id, second.id);
+    let s = subscribe(None, Some(1_000_000)).await.unwrap_err();
+    refused(&s, Code::OutOfRange, Reason::OutOfRange);
+    stack.stop().await;
+}
