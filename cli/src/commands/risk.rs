@@ -491,6 +491,7 @@ fn print_scenario(r: &ScenarioResult) {
                     .map_or_else(|| "-".to_owned(), |d| format!("{d:.0}"))
             ),
             StockpileAvailability::Withheld => "withheld".into(),
+            StockpileAvailability::Unavailable => "unavailable".into(),
             _ => "not reported".into(),
         };
         let consumption = if m.consumption_known {
@@ -507,6 +508,9 @@ fn print_scenario(r: &ScenarioResult) {
             m.shortfall_tonnes,
             stockpile
         );
+    }
+    if !r.stockpiles_note.is_empty() {
+        crate::outln!("stockpiles unavailable: {}", r.stockpiles_note);
     }
 }
 
