@@ -1037,3 +1037,215 @@ async fn the_case_stream_resumes_filters_and_refuses_a_point_beyond_its_end() {
     refused(&s, Code::OutOfRange, Reason::OutOfRange);
     stack.stop().await;
 }
+
+/// Bad input to the calls on an active case, and to the lists: refused by
+/// field, and the case is unchanged.
+#[tokio::test]
+async fn bad_pledges_deliveries_closures_and_filters_are_refused_by_field() {
+    let stack = Stack::spawn().await;
+    let case = declare(&stack, ts(3600)).await;
+    for b in ["us-cole", "de-carl", "jp-chika"] {
+        vote(&stack, b, &case.id, VoteChoice::Approve)
+            .await
+            .unwrap();
+    }
+    let mut cole = stack.emergency_client("us-cole").await;
+    let pledge = |tonnes: f64, note: &str| PledgeReleaseRequest {
+        request_id: rid(),
+        case_id: case.id.clone(),
+        tonnes,
+        note: note.into(),
+    };
+    for (field, req) in [
+        ("tonnes", pledge(0.0, "")),
+        ("tonnes", pledge(f64::NAN, "")),
+        ("tonnes", pledge(2e9, "")),
+        ("note", pledge(1.0, &"x".repeat(1001))),
+        ("note", pledge(1.0, "bell\u{7}")),
+        (
+            "case_id",
+            PledgeReleaseRequest {
+                case_id: "x".into(),
+                ..pledge(1.0, "")
+            },
+        ),
+    ] {
+        let s = cole.pledge_release(req).await.unwrap_err();
+        refused(&s, Code::InvalidArgument, Reason::InvalidField);
+        assert!(s.message().starts_with(field), "{field}: {}", s.message());
+    }
+    let p = cole
+        .pledge_release(pledge(1.0, ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .pledge
+        .unwrap();
+    let fulfil = |tonnes: f64, delivered_at: Option<Timestamp>| RecordFulfilmentRequest {
+        request_id: rid(),
+        case_id: case.id.clone(),
+        pledge_id: p.id.clone(),
+        tonnes,
+        delivered_at,
+        note: String::new(),
+    };
+    for (field, req) in [
+        ("tonnes", fulfil(-1.0, None)),
+        ("delivered_at", fulfil(1.0, Some(ts(3600)))),
+        (
+            "delivered_at",
+            fulfil(
+                1.0,
+                Some(Timestamp {
+                    seconds: 0,
+                    nanos: -5,
+                }),
+            ),
+        ),
+        (
+            "pledge_id",
+            RecordFulfilmentRequest {
+                pledge_id: "p".into(),
+                ..fulfil(1.0, None)
+            },
+        ),
+    ] {
+        let s = cole.record_fulfilment(req).await.unwrap_err();
+        refused(&s, Code::InvalidArgument, Reason::InvalidField);
+        assert!(s.message().starts_with(field), "{field}: {}", s.message());
+    }
+    let s = cole
+        .close_case(CloseCaseRequest {
+            request_id: rid(),
+            case_id: case.id.clone(),
+            reason: " ".into(),
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    for filter in [
+        CaseFilter {
+            statuses: vec![99],
+            ..Default::default()
+        },
+        CaseFilter {
+            minerals: vec![0],
+            ..Default::default()
+        },
+        CaseFilter {
+            case_ids: vec!["nope".into()],
+            ..Default::default()
+        },
+    ] {
+        let s = cole
+            .list_cases(ListCasesRequest {
+                filter: Some(filter),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    }
+    let s = cole
+        .list_stockpiles(ListStockpilesRequest {
+            page_size: 501,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::InvalidField);
+    let s = cole
+        .list_stockpiles(ListStockpilesRequest {
+            page_token: "forged".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    refused(&s, Code::InvalidArgument, Reason::PageTokenInvalid);
+    // Nothing of it stuck: one pledge, no delivery, still ACTIVE.
+    let c = get(&stack, "us-ana", &case.id).await;
+    assert_eq!(
+        (c.status(), c.pledges.len(), c.fulfilments.len()),
+        (CaseStatus::Active, 1, 0)
+    );
+    stack.stop().await;
+}
+
+/// Lists page through everything: cases newest first, stockpiles by
+/// mineral then member, and the aggregate only on the first page.
+#[tokio::test]
+async fn lists_page_through_cases_and_stockpiles() {
+    let stack = Stack::spawn().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(declare(&stack, ts(3600)).await.id);
+    }
+    ids.reverse();
+    let mut ana = stack.emergency_client("us-ana").await;
+    let (mut seen, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = ana
+            .list_cases(ListCasesRequest {
+                filter: None,
+                page_size: 2,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.cases.len() <= 2);
+        seen.extend(page.cases.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, ids, "newest declaration first, each once");
+
+    for (b, t) in [("us-cole", 1.0), ("eu-clara", 2.0), ("jp-chika", 3.0)] {
+        report(
+            &stack,
+            b,
+            content(figures(t, 10.0, 10.0), Marking::Green, &[]),
+        )
+        .await;
+    }
+    let first = ana
+        .list_stockpiles(ListStockpilesRequest {
+            filter: None,
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        first
+            .stockpiles
+            .iter()
+            .map(|s| s.member.as_str())
+            .collect::<Vec<_>>(),
+        ["EU", "JP"]
+    );
+    assert_eq!(first.aggregates.len(), 1);
+    close(first.aggregates[0].stockpile_tonnes, 6.0);
+    let second = ana
+        .list_stockpiles(ListStockpilesRequest {
+            filter: None,
+            page_size: 2,
+            page_token: first.next_page_token,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        second
+            .stockpiles
+            .iter()
+            .map(|s| s.member.as_str())
+            .collect::<Vec<_>>(),
+        ["US"]
+    );
+    assert!(second.aggregates.is_empty() && second.next_page_token.is_empty());
+    stack.stop().await;
+}

@@ -601,6 +601,21 @@ fn print_case(case: &ShortageCase) {
             );
         }
         crate::outln!("unallocated: {} t", t(case.unallocated_tonnes));
+        // The summary the coordinators close on: asked, promised, delivered.
+        let sum = |f: fn(&orex_proto::emergency::v1::MemberAllocation) -> f64| {
+            case.allocations.iter().map(f).sum::<f64>()
+        };
+        let release = case
+            .declaration
+            .as_ref()
+            .map_or(0.0, |d| d.total_release_tonnes);
+        crate::outln!(
+            "total: {} t allocated of {} t · {} t pledged · {} t delivered",
+            t(sum(|a| a.allocated_tonnes)),
+            t(release),
+            t(sum(|a| a.pledged_tonnes)),
+            t(sum(|a| a.fulfilled_tonnes))
+        );
     }
     if !case.pledges.is_empty() {
         crate::outln!("\npledges:");
