@@ -142,7 +142,12 @@ async fn linked_reports_visible<T>(
         orex_kit::forwarded::attach(&reader, get.metadata_mut())?;
         match sharing.get_report(get).await {
             Ok(_) => {}
-            Err(s) if matches!(s.code(), tonic::Code::NotFound | tonic::Code::InvalidArgument) => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::NotFound | tonic::Code::InvalidArgument
+                ) =>
+            {
                 return Err(orex_kit::fields::invalid(
                     format!("declaration.linked_report_ids[{i}]"),
                     "is not a report you may see",
