@@ -52,10 +52,11 @@ fn case_resource(id: &str) -> Vec<String> {
     vec![format!("case:{id}")]
 }
 
-/// A case as touched: its id, owned by the declaring member.
+/// A case as touched (`case:<id>`, as the call's resource), owned by the
+/// declaring member.
 fn touched_case(c: &ShortageCase) -> Touched {
     Touched {
-        id: c.id.clone(),
+        id: format!("case:{}", c.id),
         owner: c
             .declared_by
             .as_ref()

@@ -1249,3 +1249,49 @@ async fn lists_page_through_cases_and_stockpiles() {
     assert!(second.aggregates.is_empty() && second.next_page_token.is_empty());
     stack.stop().await;
 }
+
+/// Emergency calls go through the same door as every other: each leaves its
+/// decision and outcome records in the access log, naming the case, and a read
+/// of another member's stockpile names that member as the owner (so its
+/// auditors see who looked).
+#[tokio::test]
+async fn emergency_calls_are_in_the_access_log_with_their_cases_and_owners() {
+    use orex_proto::audit::v1::AccessDecision;
+    let stack = Stack::spawn().await;
+    report(
+        &stack,
+        "eu-clara",
+        content(figures(10.0, 57.0, 57.0), Marking::Green, &[]),
+    )
+    .await;
+    let case = declare(&stack, ts(3600)).await;
+    vote(&stack, "de-carl", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap();
+    list(&stack, "jp-aiko").await;
+    let log = stack.audit_log();
+    let records = log.range(0, log.size()).unwrap();
+    let vote_path = "/orex.emergency.v1.EmergencyService/CastVote";
+    let votes: Vec<_> = records.iter().filter(|r| r.method == vote_path).collect();
+    assert!(votes.len() >= 2, "a decision and an outcome: {votes:?}");
+    assert!(votes.iter().all(|r| r.member == "DE"
+        && r.decision() == AccessDecision::Allow
+        && r.resource_ids.contains(&format!("case:{}", case.id))));
+    assert!(
+        votes.iter().any(|r| r.grpc_status_code == Some(0)),
+        "the outcome: OK"
+    );
+    let listed = records
+        .iter()
+        .find(|r| {
+            r.method == "/orex.emergency.v1.EmergencyService/ListStockpiles"
+                && r.member == "JP"
+                && r.grpc_status_code.is_some()
+        })
+        .expect("the list's outcome");
+    assert!(
+        listed.resource_owner_members.contains(&"EU".to_owned()),
+        "{listed:?}"
+    );
+    stack.stop().await;
+}
