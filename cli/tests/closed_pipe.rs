@@ -33,10 +33,34 @@ async fn commands_end_quietly_when_their_output_is_closed() {
     let analyst_dir = stack.bundle("us-ana");
     let (alice_dir, oversight_dir) = (alice_dir.to_str().unwrap(), oversight_dir.to_str().unwrap());
     let analyst_dir = analyst_dir.to_str().unwrap();
-    let commands: [&[&str]; 5] = [
+    // Something to list for the emergency commands.
+    let mut cole = stack.emergency_client("us-cole").await;
+    cole.report_stockpile(orex_proto::emergency::v1::ReportStockpileRequest {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        content: Some(orex_proto::emergency::v1::StockpileContent {
+            mineral: orex_proto::common::v1::Mineral::Gallium as i32,
+            as_of: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+            disclosure: Some(
+                orex_proto::emergency::v1::stockpile_content::Disclosure::Figures(
+                    orex_proto::emergency::v1::StockpileFigures {
+                        stockpile_tonnes: 1.0,
+                        consumption_tonnes_per_year: 10.0,
+                        net_imports_tonnes_per_year: 10.0,
+                    },
+                ),
+            ),
+            marking: Marking::Green as i32,
+            recipient_members: vec![],
+        }),
+    })
+    .await
+    .unwrap();
+    let commands: [&[&str]; 7] = [
         &["report", "list", "--bundle", alice_dir],
         &["risk", "list", "--bundle", analyst_dir],
         &["risk", "show", "gallium", "--bundle", analyst_dir],
+        &["stockpile", "list", "--bundle", analyst_dir],
+        &["emergency", "list", "--bundle", analyst_dir],
         &["audit", "--bundle", oversight_dir, "query", "--json"],
         &[
             "audit",

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use orex_proto::common::v1::{Mineral, PrincipalRef};
 use orex_proto::emergency::v1::*;
 use prost_types::Timestamp;
@@ -283,24 +282,12 @@ pub async fn run(bundle: &Path, cmd: EmergencyCommand) -> Result<(), CliError> {
             }
         }
         (EmergencyCommand::Watch { json, .. }, Request::Watch(req)) => {
-            let mut stream = client.subscribe_case_events(req).await?.into_inner();
+            let stream = client.subscribe_case_events(req).await?.into_inner();
             if !json {
                 crate::outln!("watching case events (Ctrl-C stops)");
             }
-            loop {
-                tokio::select! {
-                    item = stream.next() => match item {
-                        Some(Ok(ev)) if json => crate::outln!(
-                            "{}",
-                            crate::json::line("orex.emergency.v1.SubscribeCaseEventsResponse", &ev)?
-                        ),
-                        Some(Ok(ev)) => print_event(&ev),
-                        Some(Err(status)) => return Err(status.into()),
-                        None => break,
-                    },
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-            }
+            let as_json = json.then_some("orex.emergency.v1.SubscribeCaseEventsResponse");
+            crate::commands::watch(stream, as_json, print_event).await?;
         }
         _ => unreachable!("requests are built from their command"),
     }

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use orex_proto::common::v1::{Marking, Mineral, PrincipalRef, Stage, TimeWindow};
 use orex_proto::sharing::v1::*;
 use prost_types::Timestamp;
@@ -195,7 +194,7 @@ pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
             }
         }
         ReportCommand::Watch { after } => {
-            let mut stream = client
+            let stream = client
                 .subscribe_reports(SubscribeReportsRequest {
                     filter: None,
                     after_sequence: after,
@@ -203,19 +202,17 @@ pub async fn run(bundle: &Path, cmd: ReportCommand) -> Result<(), CliError> {
                 .await?
                 .into_inner();
             crate::outln!("watching (Ctrl-C stops)");
-            loop {
-                tokio::select! {
-                    item = stream.next() => match item {
-                        Some(Ok(ev)) => {
-                            crate::out!("#{} {:<10} ", ev.sequence, ev.kind().as_str_name().trim_start_matches("REPORT_EVENT_KIND_"));
-                            print_report(&ev.report.unwrap_or_default());
-                        }
-                        Some(Err(status)) => return Err(status.into()),
-                        None => break,
-                    },
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-            }
+            crate::commands::watch(stream, None, |ev: &SubscribeReportsResponse| {
+                crate::out!(
+                    "#{} {:<10} ",
+                    ev.sequence,
+                    ev.kind()
+                        .as_str_name()
+                        .trim_start_matches("REPORT_EVENT_KIND_")
+                );
+                print_report(&ev.report.clone().unwrap_or_default());
+            })
+            .await?;
         }
     }
     Ok(())

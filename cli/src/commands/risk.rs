@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use clap::{Args, Subcommand};
-use futures::StreamExt;
 use orex_proto::common::v1::{Mineral, Stage};
 use orex_proto::risk::v1::*;
 
@@ -198,24 +197,12 @@ pub async fn run(bundle: &Path, cmd: RiskCommand) -> Result<(), CliError> {
             }
         }
         (RiskCommand::Watch { json, .. }, Request::Watch(req)) => {
-            let mut stream = client.subscribe_risk_alerts(req).await?.into_inner();
+            let stream = client.subscribe_risk_alerts(req).await?.into_inner();
             if !json {
                 crate::outln!("watching risk alerts (Ctrl-C stops)");
             }
-            loop {
-                tokio::select! {
-                    item = stream.next() => match item {
-                        Some(Ok(ev)) if json => crate::outln!(
-                            "{}",
-                            crate::json::line("orex.risk.v1.SubscribeRiskAlertsResponse", &ev)?
-                        ),
-                        Some(Ok(ev)) => print_alert(&ev),
-                        Some(Err(status)) => return Err(status.into()),
-                        None => break,
-                    },
-                    _ = tokio::signal::ctrl_c() => break,
-                }
-            }
+            let as_json = json.then_some("orex.risk.v1.SubscribeRiskAlertsResponse");
+            crate::commands::watch(stream, as_json, print_alert).await?;
         }
         (RiskCommand::Data { json }, Request::Data) => {
             let v = client
