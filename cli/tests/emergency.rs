@@ -184,13 +184,16 @@ async fn a_shortage_runs_from_stockpile_reports_to_closure_on_the_command_line()
         row(&table, "JP").contains("960.5"),
         "50 t ÷ (19 t/y ÷ 365): {table}"
     );
+    // The aggregate sums only figures every member may see: JP's 50 t.
     assert!(
-        table.contains("partnership gallium: 60 t held by 2 member(s) with figures, 1 refusing"),
+        table.contains(
+            "partnership gallium: 50 t held by 1 member(s) with figures every member sees, 1 restricted (not summed), 1 refusing"
+        ),
         "{table}"
     );
     let theirs = ok(&orex(&stack, "jp-aiko", &["stockpile", "list"]));
     assert!(row(&theirs, "EU").contains("restricted"), "{theirs}");
-    assert!(theirs.contains("partnership gallium: 60 t"), "{theirs}");
+    assert!(theirs.contains("partnership gallium: 50 t"), "{theirs}");
     let page = json(&ok(&orex(
         &stack,
         "us-ana",
@@ -212,9 +215,30 @@ async fn a_shortage_runs_from_stockpile_reports_to_closure_on_the_command_line()
         .iter()
         .find(|a| a["mineral"] == "MINERAL_GALLIUM")
         .unwrap();
-    assert_eq!(gallium["membersWithFigures"], 2);
+    assert_eq!(gallium["membersWithFigures"], 1);
+    assert_eq!(gallium["membersRestricted"], 1);
     assert_eq!(gallium["membersRefusing"], 1);
-    close(gallium["stockpileTonnes"].as_f64().unwrap(), 60.0);
+    close(gallium["stockpileTonnes"].as_f64().unwrap(), 50.0);
+
+    // Restricted figures never reach a case every member sees: the EU
+    // shares its figures with everyone before the declaration.
+    ok(&orex(
+        &stack,
+        "eu-clara",
+        &[
+            "stockpile",
+            "report",
+            "gallium",
+            "--stockpile",
+            "10",
+            "--consumption",
+            "57",
+            "--net-imports",
+            "57",
+            "--marking",
+            "green",
+        ],
+    ));
 
     // The declaration, then the vote: the US and the EU, then JP, whose
     // approval meets the rule.

@@ -30,6 +30,9 @@ use crate::forward::{Face, Sequenced, open_stream, relay_screened};
 
 const SERVICE: &str = "/orex.emergency.v1.EmergencyService/";
 
+/// Most reports a declaration may link (the contract's bound).
+const MAX_LINKED: usize = 50;
+
 impl Sequenced for SubscribeCaseEventsResponse {
     fn sequence(&self) -> u64 {
         self.sequence
@@ -133,6 +136,24 @@ async fn linked_reports_visible<T>(
     out: &Request<T>,
     linked: &[String],
 ) -> Result<(), Status> {
+    // Checked before anything is read, so a declaration cannot make the
+    // gateway read more than the contract allows (the service checks them
+    // again).
+    if linked.len() > MAX_LINKED {
+        return Err(orex_kit::fields::invalid(
+            "declaration.linked_report_ids",
+            format!("at most {MAX_LINKED} entries"),
+        )
+        .into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, id) in linked.iter().enumerate() {
+        let field = format!("declaration.linked_report_ids[{i}]");
+        orex_kit::fields::issued_id(&field, id, "PublishReport")?;
+        if !seen.insert(id) {
+            return Err(orex_kit::fields::invalid(field, "is listed twice").into());
+        }
+    }
     let mut reader = orex_kit::forwarded::extract(out.metadata())?;
     reader.roles = vec![orex_membership::Role::Reader];
     for (i, id) in linked.iter().enumerate() {
@@ -161,12 +182,29 @@ async fn linked_reports_visible<T>(
     Ok(())
 }
 
-/// The answer's case, recorded as touched.
+/// Clears `c`'s linked report ids unless the caller is of the declaring
+/// member.
+fn keep_links_for_declarer(pass: &Pass, c: &mut ShortageCase) {
+    let declarer = c.declared_by.as_ref().map(|p| p.member.as_str());
+    if declarer != Some(pass.caller.principal.member.as_str())
+        && let Some(d) = c.declaration.as_mut()
+    {
+        d.linked_report_ids.clear();
+    }
+}
+
+/// The answer's case, recorded as touched; its linked report ids kept only
+/// for principals of the declaring member (the service does the same: this
+/// is the second check, as for reports).
 fn one_case<T>(
-    case: impl Fn(&T) -> Option<&ShortageCase>,
+    case: impl Fn(&mut T) -> Option<&mut ShortageCase>,
 ) -> impl Fn(&Pass, T) -> Result<(T, Vec<Touched>), Status> {
-    move |_, resp| {
-        let touched = case(&resp).map(touched_case).into_iter().collect();
+    move |pass, mut resp| {
+        let mut touched = Vec::new();
+        if let Some(c) = case(&mut resp) {
+            keep_links_for_declarer(pass, c);
+            touched.push(touched_case(c));
+        }
         Ok((resp, touched))
     }
 }
@@ -260,7 +298,7 @@ impl EmergencyService for EmergencyGateway {
                     linked_reports_visible(sharing, &r, &linked).await?;
                     c.declare_shortage(r).await
                 },
-                one_case(|r: &DeclareShortageResponse| r.shortage_case.as_ref()),
+                one_case(|r: &mut DeclareShortageResponse| r.shortage_case.as_mut()),
             )
             .await
     }
@@ -276,7 +314,7 @@ impl EmergencyService for EmergencyGateway {
                 req,
                 resources,
                 |mut c, r| async move { c.cast_vote(r).await },
-                one_case(|r: &CastVoteResponse| r.shortage_case.as_ref()),
+                one_case(|r: &mut CastVoteResponse| r.shortage_case.as_mut()),
             )
             .await
     }
@@ -292,7 +330,7 @@ impl EmergencyService for EmergencyGateway {
                 req,
                 resources,
                 |mut c, r| async move { c.get_case(r).await },
-                one_case(|r: &GetCaseResponse| r.shortage_case.as_ref()),
+                one_case(|r: &mut GetCaseResponse| r.shortage_case.as_mut()),
             )
             .await
     }
@@ -307,7 +345,10 @@ impl EmergencyService for EmergencyGateway {
                 req,
                 vec![],
                 |mut c, r| async move { c.list_cases(r).await },
-                |_, resp: ListCasesResponse| {
+                |pass, mut resp: ListCasesResponse| {
+                    for c in &mut resp.cases {
+                        keep_links_for_declarer(pass, c);
+                    }
                     let touched = cases_touched(&resp.cases);
                     Ok((resp, touched))
                 },
@@ -326,7 +367,7 @@ impl EmergencyService for EmergencyGateway {
                 req,
                 resources,
                 |mut c, r| async move { c.pledge_release(r).await },
-                one_case(|r: &PledgeReleaseResponse| r.shortage_case.as_ref()),
+                one_case(|r: &mut PledgeReleaseResponse| r.shortage_case.as_mut()),
             )
             .await
     }
@@ -342,7 +383,7 @@ impl EmergencyService for EmergencyGateway {
                 req,
                 resources,
                 |mut c, r| async move { c.record_fulfilment(r).await },
-                one_case(|r: &RecordFulfilmentResponse| r.shortage_case.as_ref()),
+                one_case(|r: &mut RecordFulfilmentResponse| r.shortage_case.as_mut()),
             )
             .await
     }
@@ -358,7 +399,7 @@ impl EmergencyService for EmergencyGateway {
                 req,
                 resources,
                 |mut c, r| async move { c.close_case(r).await },
-                one_case(|r: &CloseCaseResponse| r.shortage_case.as_ref()),
+                one_case(|r: &mut CloseCaseResponse| r.shortage_case.as_mut()),
             )
             .await
     }

@@ -197,15 +197,23 @@ async fn stockpile_figures_follow_their_marking_and_the_aggregate_counts_them_al
             .figures_restricted
     );
 
-    // The aggregate, the same for everyone: 100 t against 730 t/y of
-    // consumption (50 days) and 511 t/y of net imports.
+    // The aggregate, the same for everyone, sums only what everyone may
+    // see (else JP could subtract the US's 73 t to learn the EU's): 73 t
+    // against 365 t/y (73 days) and 146 t/y of net imports (182.5 days).
     for bundle in ["us-ana", "jp-aiko"] {
         let a = &list(&stack, bundle).await.aggregates;
         assert_eq!(a.len(), 1, "{a:?}");
-        assert_eq!((a[0].members_with_figures, a[0].members_refusing), (2, 1));
-        close(a[0].stockpile_tonnes, 100.0);
-        close(a[0].days_of_cover.unwrap(), 50.0);
-        close(a[0].days_of_net_imports.unwrap(), 100.0 / (511.0 / 365.0));
+        assert_eq!(
+            (
+                a[0].members_with_figures,
+                a[0].members_refusing,
+                a[0].members_restricted
+            ),
+            (1, 1, 1)
+        );
+        close(a[0].stockpile_tonnes, 73.0);
+        close(a[0].days_of_cover.unwrap(), 73.0);
+        close(a[0].days_of_net_imports.unwrap(), 182.5);
     }
 
     // A new report replaces the member's previous one for the mineral.
@@ -456,7 +464,7 @@ async fn a_shortage_from_declaration_through_bloc_voting_and_release_to_closure(
     report(
         &stack,
         "eu-clara",
-        content(figures(10.0, 57.0, 57.0), Marking::Amber, &["US"]),
+        content(figures(10.0, 57.0, 57.0), Marking::Green, &[]),
     )
     .await;
     report(
@@ -913,6 +921,11 @@ async fn linked_reports_must_be_visible_to_the_declarer_and_go_only_to_its_membe
     assert_eq!(links(&case), [green.id.clone(), us_only.id.clone()]);
     assert_eq!(links(&get(&stack, "us-ana", &case.id).await).len(), 2);
     assert!(links(&get(&stack, "jp-aiko", &case.id).await).is_empty());
+    // Nor in the answers to its own calls on the case.
+    let voted = vote(&stack, "jp-chika", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap();
+    assert!(links(&voted).is_empty());
     let listed = stack
         .emergency_client("jp-aiko")
         .await
@@ -1293,5 +1306,55 @@ async fn emergency_calls_are_in_the_access_log_with_their_cases_and_owners() {
         listed.resource_owner_members.contains(&"EU".to_owned()),
         "{listed:?}"
     );
+    stack.stop().await;
+}
+
+/// Figures marked for a narrower audience never reach a shortage case,
+/// which every member sees: the party counts as withheld (no cap, the
+/// reference data's consumption), so neither its cap nor its share gives
+/// them away.
+#[tokio::test]
+async fn restricted_figures_never_reach_a_case() {
+    let stack = Stack::spawn().await;
+    report(
+        &stack,
+        "us-cole",
+        content(figures(2.0, 19.0, 19.0), Marking::AmberStrict, &["EU"]),
+    )
+    .await;
+    report(
+        &stack,
+        "eu-clara",
+        content(figures(10.0, 57.0, 57.0), Marking::Green, &[]),
+    )
+    .await;
+    let case = declare(&stack, ts(3600)).await;
+    for b in ["us-cole", "eu-clara"] {
+        vote(&stack, b, &case.id, VoteChoice::Approve)
+            .await
+            .unwrap();
+    }
+    let active = vote(&stack, "jp-chika", &case.id, VoteChoice::Approve)
+        .await
+        .unwrap();
+    assert_eq!(active.status(), CaseStatus::Active);
+    let us = active
+        .allocations
+        .iter()
+        .find(|a| a.member == "US")
+        .unwrap();
+    // The reference data's 19 t/y for the US, uncapped: nothing of its 2 t.
+    assert_eq!(us.stockpile_cap_tonnes, None);
+    assert!(!us.capped);
+    close(us.consumption_tonnes_per_year, 19.0);
+    // 40 t split 19 : 57 — US 10, EU 30 capped at its GREEN 10, the rest to the US.
+    let eu = active
+        .allocations
+        .iter()
+        .find(|a| a.member == "EU")
+        .unwrap();
+    assert!(eu.capped);
+    close(eu.allocated_tonnes, 10.0);
+    close(us.allocated_tonnes, 30.0);
     stack.stop().await;
 }

@@ -283,10 +283,11 @@ fn print_list(stockpiles: &[Stockpile]) {
 
 fn print_aggregate(a: &StockpileAggregate) {
     crate::outln!(
-        "partnership {}: {} t held by {} member(s) with figures, {} refusing · consumption {} t/y · net imports {} t/y · {} days of cover · {} days of net imports",
+        "partnership {}: {} t held by {} member(s) with figures every member sees, {} restricted (not summed), {} refusing · consumption {} t/y · net imports {} t/y · {} days of cover · {} days of net imports",
         mineral_word(a.mineral),
         t(a.stockpile_tonnes),
         a.members_with_figures,
+        a.members_restricted,
         a.members_refusing,
         t(a.consumption_tonnes_per_year),
         t(a.net_imports_tonnes_per_year),

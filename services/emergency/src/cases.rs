@@ -44,8 +44,24 @@ fn stepped(mut c: ShortageCase, kind: CaseEventKind, events: &mut Events) -> Sho
     c
 }
 
-/// The tally of `c`'s votes under `rule`, as the contract shows it.
-fn tally_of(c: &ShortageCase, rule: &Rule) -> Result<(VoteTally, Outcome)> {
+/// The rule `c` was declared under (kept in its tally), so a configuration
+/// changed since never applies to a running vote; `configured` only for a
+/// case stored before cases kept their rule.
+fn rule_of(c: &ShortageCase, configured: &Rule) -> Rule {
+    let t = c.tally.as_ref();
+    let kept = |w: Option<&String>| w.and_then(|w| crate::voting::Threshold::parse(w));
+    match (
+        kept(t.map(|t| &t.founding_threshold)),
+        kept(t.map(|t| &t.others_threshold)),
+    ) {
+        (Some(founding), Some(others)) => Rule { founding, others },
+        _ => *configured,
+    }
+}
+
+/// The tally of `c`'s votes under its rule, as the contract shows it.
+fn tally_of(c: &ShortageCase, configured: &Rule) -> Result<(VoteTally, Outcome)> {
+    let rule = &rule_of(c, configured);
     let stored = c.tally.clone().unwrap_or_default();
     let electorate = Electorate::from_eligible(
         stored.eligible_voting_members.clone(),
@@ -68,6 +84,8 @@ fn tally_message(rule: &Rule, electorate: &Electorate, t: &voting::Tally) -> Vot
         activation_rule: rule.describe(),
         rule_met: t.rule_met,
         rule_still_possible: t.still_possible,
+        founding_threshold: rule.founding.word(),
+        others_threshold: rule.others.word(),
     }
 }
 
@@ -153,8 +171,15 @@ pub struct Ballot {
 }
 
 /// The vote of `ballot.voting_member`; the case becomes ACTIVE (with
-/// allocations) or REJECTED on the vote that decides it.
-pub fn vote(c: ShortageCase, ballot: &Ballot, rule: &Rule, split: &Split<'_>) -> Result<Events> {
+/// allocations) or REJECTED on the vote that decides it, under the rule the
+/// case was declared with (`configured` only for older cases).
+pub fn vote(
+    c: ShortageCase,
+    ballot: &Ballot,
+    configured: &Rule,
+    split: &Split<'_>,
+) -> Result<Events> {
+    let rule = &rule_of(&c, configured);
     let Ballot {
         voting_member,
         choice,
@@ -237,8 +262,9 @@ pub fn vote(c: ShortageCase, ballot: &Ballot, rule: &Rule, split: &Split<'_>) ->
 }
 
 /// Each voting party's share of `total`: by its reported consumption
-/// capped by its reported stockpile, or — when it withheld its figures or
-/// reported none — by the reference data's consumption, uncapped
+/// capped by its reported stockpile (CLEAR or GREEN figures), or — when it
+/// withheld its figures, restricted them, or reported none — by the
+/// reference data's consumption, uncapped
 /// (`allocation.rs` says why an uncapped party absorbs what caps cut).
 fn allocations(
     electorate: &Electorate,
@@ -249,7 +275,15 @@ fn allocations(
     let mut claims = Vec::new();
     for member in electorate.eligible() {
         let reported = (split.stockpile_of)(&member)?;
-        let claim = match reported.as_ref().and_then(figures) {
+        // A case is seen by every member, and a cap or a consumption share
+        // gives the figures away: only figures every member may see count;
+        // restricted ones are treated as withheld.
+        let usable = reported.as_ref().filter(|s| {
+            s.content
+                .as_ref()
+                .is_some_and(|c| orex_membership::partnership_wide(c.marking()))
+        });
+        let claim = match usable.and_then(figures) {
             Some(f) => Claim {
                 member,
                 consumption_tonnes_per_year: f.consumption_tonnes_per_year,

@@ -88,22 +88,10 @@ impl VotingConfig {
 }
 
 fn threshold(key: &str, text: &str) -> Result<Threshold, KitError> {
-    let bad = || {
+    Threshold::parse(text).ok_or_else(|| {
         KitError::Config(format!(
             "{key} = {text:?}: write \"all\", \"majority\", \"none\" or a fraction such as \"2/3\""
         ))
-    };
-    Ok(match text.trim() {
-        "all" => Threshold::All,
-        "majority" => Threshold::Majority,
-        "none" => Threshold::None,
-        fraction => {
-            let (n, d) = fraction.split_once('/').ok_or_else(bad)?;
-            Threshold::Fraction {
-                numerator: n.trim().parse().map_err(|_| bad())?,
-                denominator: d.trim().parse().map_err(|_| bad())?,
-            }
-        }
     })
 }
 

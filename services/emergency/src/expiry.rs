@@ -51,6 +51,7 @@ async fn expire_due(
 ) -> Result<Option<Duration>, crate::error::EmergencyError> {
     let now = orex_kit::fields::now_nanos();
     let mut next: Option<i128> = None;
+    let mut failed = false;
     for id in store.case_ids_newest_first(None) {
         let id = id?;
         let Some(c) = store.case(&id)? else { continue };
@@ -64,11 +65,21 @@ async fn expire_due(
             .map(orex_kit::fields::nanos)
             .unwrap_or_default();
         if deadline <= now {
-            service.expire(&id).await?;
-            tracing::info!(case = %id, "voting deadline passed: case expired");
+            // One case that cannot be expired now must not hold up the
+            // others: it is tried again soon.
+            match service.expire(&id).await {
+                Ok(()) => tracing::info!(case = %id, "voting deadline passed: case expired"),
+                Err(e) => {
+                    tracing::error!(case = %id, error = %e, "could not expire a case; trying again");
+                    failed = true;
+                }
+            }
         } else {
             next = Some(next.map_or(deadline, |n| n.min(deadline)));
         }
+    }
+    if failed {
+        return Ok(Some(RETRY));
     }
     Ok(next.map(|n| {
         let nanos = u64::try_from(n - now).unwrap_or(u64::MAX);

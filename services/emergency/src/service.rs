@@ -358,8 +358,7 @@ impl EmergencyService for Emergency {
     ) -> Result<Response<DeclareShortageResponse>, Status> {
         let who = self.caller(&req, &[Role::Coordinator])?;
         let req = req.into_inner();
-        let mineral =
-            validate::declare(&req, orex_kit::fields::now_nanos(), self.p.max_voting_hours)?;
+        let mineral = validate::declare(&req)?;
         let key = Self::key(&who, &req.request_id, Method::Declare, &req);
         // The electorate is fixed now: a member that joins later votes on
         // later cases only.
@@ -372,10 +371,13 @@ impl EmergencyService for Emergency {
                     founding: m.founding,
                 }
             }))
-            .map_err(|e| EmergencyError::Internal(format!("electorate: {e}")))?;
+            .map_err(|e| EmergencyError::CaseStatus {
+                subject: "policy".into(),
+                message: format!("no case can be declared: the policy gives no voting party ({e})"),
+            })?;
         let id = uuid::Uuid::now_v7().hyphenated().to_string();
         let declaration = req.declaration.clone().unwrap_or_default();
-        let (by, at, rule) = (who.as_ref(), now(), self.p.rule);
+        let (by, at, rule, max_hours) = (who.as_ref(), now(), self.p.rule, self.p.max_voting_hours);
         let answer = self
             .p
             .store
@@ -388,6 +390,11 @@ impl EmergencyService for Emergency {
                     if current.is_some() {
                         return Err(EmergencyError::Internal("case id reused".into()));
                     }
+                    validate::voting_deadline(
+                        &declaration,
+                        orex_kit::fields::nanos(&at),
+                        max_hours,
+                    )?;
                     let events = cases::declare(
                         &id,
                         declaration.clone(),
@@ -442,6 +449,10 @@ impl EmergencyService for Emergency {
                 Ok((events, CastVoteResponse { shortage_case }))
             })
             .await?;
+        let mut resp = resp;
+        resp.shortage_case = resp
+            .shortage_case
+            .map(|c| self.screened_case(&Viewer::Member(who.clone()), c));
         Ok(Response::new(resp))
     }
 
@@ -545,6 +556,10 @@ impl EmergencyService for Emergency {
                 ))
             })
             .await?;
+        let mut resp = resp;
+        resp.shortage_case = resp
+            .shortage_case
+            .map(|c| self.screened_case(&Viewer::Member(who.clone()), c));
         Ok(Response::new(resp))
     }
 
@@ -589,6 +604,10 @@ impl EmergencyService for Emergency {
                 ))
             })
             .await?;
+        let mut resp = resp;
+        resp.shortage_case = resp
+            .shortage_case
+            .map(|c| self.screened_case(&Viewer::Member(who.clone()), c));
         Ok(Response::new(resp))
     }
 
@@ -608,6 +627,10 @@ impl EmergencyService for Emergency {
                 Ok((events, CloseCaseResponse { shortage_case }))
             })
             .await?;
+        let mut resp = resp;
+        resp.shortage_case = resp
+            .shortage_case
+            .map(|c| self.screened_case(&Viewer::Member(who.clone()), c));
         Ok(Response::new(resp))
     }
 

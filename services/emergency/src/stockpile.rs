@@ -30,14 +30,26 @@ pub fn figures(s: &Stockpile) -> Option<&StockpileFigures> {
     }
 }
 
+/// `v` if it is a finite number: a tiny flow (which validation allows)
+/// must not put an infinity or NaN into an answer.
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// Days a stock covers a yearly flow; none for a flow that is not positive.
+fn days_of(stock: f64, per_year: f64) -> Option<f64> {
+    (per_year > 0.0)
+        .then(|| stock * DAYS_PER_YEAR / per_year)
+        .and_then(finite)
+}
+
 /// Fills in the coverage measures the contract defines from the figures.
 pub fn with_coverage(mut s: Stockpile) -> Stockpile {
     let (days, imports, share) = match figures(&s) {
         Some(f) => (
-            Some(f.stockpile_tonnes / (f.consumption_tonnes_per_year / DAYS_PER_YEAR)),
-            (f.net_imports_tonnes_per_year > 0.0)
-                .then(|| f.stockpile_tonnes / (f.net_imports_tonnes_per_year / DAYS_PER_YEAR)),
-            Some(f.stockpile_tonnes / f.consumption_tonnes_per_year),
+            days_of(f.stockpile_tonnes, f.consumption_tonnes_per_year),
+            days_of(f.stockpile_tonnes, f.net_imports_tonnes_per_year),
+            finite(f.stockpile_tonnes / f.consumption_tonnes_per_year),
         ),
         None => (None, None, None),
     };
@@ -90,8 +102,9 @@ pub fn screened(viewer: &Viewer, mut s: Stockpile, partnership: &Partnership) ->
 }
 
 /// The partnership aggregate of each mineral in `reports` (every member's
-/// latest report, unscreened: the sums include restricted figures, which
-/// is what the marking's contract comment tells the reporter).
+/// latest report). Only CLEAR and GREEN figures are summed: a sum every
+/// member sees would give restricted figures away (one restricted report
+/// among visible ones is the difference); restricted ones are counted.
 pub fn aggregates<'a>(reports: impl IntoIterator<Item = &'a Stockpile>) -> Vec<StockpileAggregate> {
     let mut by: BTreeMap<i32, StockpileAggregate> = BTreeMap::new();
     for s in reports {
@@ -100,7 +113,9 @@ pub fn aggregates<'a>(reports: impl IntoIterator<Item = &'a Stockpile>) -> Vec<S
             mineral: c.mineral,
             ..Default::default()
         });
+        let partnership_wide = orex_membership::partnership_wide(c.marking());
         match figures(s) {
+            Some(_) if !partnership_wide => a.members_restricted += 1,
             Some(f) => {
                 a.members_with_figures += 1;
                 a.stockpile_tonnes += f.stockpile_tonnes;
@@ -112,14 +127,8 @@ pub fn aggregates<'a>(reports: impl IntoIterator<Item = &'a Stockpile>) -> Vec<S
     }
     by.into_values()
         .map(|mut a| {
-            if a.consumption_tonnes_per_year > 0.0 {
-                a.days_of_cover =
-                    Some(a.stockpile_tonnes / (a.consumption_tonnes_per_year / DAYS_PER_YEAR));
-            }
-            if a.net_imports_tonnes_per_year > 0.0 {
-                a.days_of_net_imports =
-                    Some(a.stockpile_tonnes / (a.net_imports_tonnes_per_year / DAYS_PER_YEAR));
-            }
+            a.days_of_cover = days_of(a.stockpile_tonnes, a.consumption_tonnes_per_year);
+            a.days_of_net_imports = days_of(a.stockpile_tonnes, a.net_imports_tonnes_per_year);
             a
         })
         .collect()
@@ -172,6 +181,9 @@ mod tests {
         // A net exporter has no import cover; a refusal has no measures.
         let exporter = with_coverage(report("AU", Some((10.0, 100.0, -50.0))));
         assert_eq!(exporter.days_of_net_imports, None);
+        // A flow so small it underflows gives no measure, never infinity.
+        let tiny = with_coverage(report("CA", Some((1.0, 1e-320, 1e-320))));
+        assert_eq!((tiny.days_of_cover, tiny.days_of_net_imports), (None, None));
         let refused = with_coverage(report("EU", None));
         assert_eq!(
             (refused.days_of_cover, refused.share_of_annual_consumption),
@@ -181,15 +193,25 @@ mod tests {
 
     #[test]
     fn the_aggregate_sums_figures_and_counts_refusals() {
+        let mut restricted = report("KR", Some((500.0, 1.0, 1.0)));
+        restricted.content.as_mut().unwrap().marking = Marking::Amber as i32;
         let reports = [
             report("US", Some((100.0, 365.0, 365.0))),
             report("JP", Some((46.0, 365.0, -146.0))),
             report("EU", None),
+            restricted,
         ];
         let a = aggregates(&reports);
         assert_eq!(a.len(), 1);
         let a = &a[0];
-        assert_eq!((a.members_with_figures, a.members_refusing), (2, 1));
+        assert_eq!(
+            (
+                a.members_with_figures,
+                a.members_refusing,
+                a.members_restricted
+            ),
+            (2, 1, 1)
+        );
         assert_eq!(a.stockpile_tonnes, 146.0);
         // 146 t against 730 t/y: 73 days; against 219 t/y net: 243.33 days.
         assert_eq!(a.days_of_cover, Some(73.0));

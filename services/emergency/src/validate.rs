@@ -131,8 +131,10 @@ pub fn list_stockpiles(r: &ListStockpilesRequest, partnership: &Partnership) -> 
     Ok(size)
 }
 
-/// `DeclareShortage`, at `now` (nanoseconds) with a longest voting period.
-pub fn declare(r: &DeclareShortageRequest, now: i128, max_voting_hours: u32) -> Result<Mineral> {
+/// `DeclareShortage`: every field but whether the voting deadline is still
+/// ahead ([`voting_deadline`], checked once the request is known not to be
+/// a retry, which gets its first answer whenever it comes).
+pub fn declare(r: &DeclareShortageRequest) -> Result<Mineral> {
     fields::request_id(&r.request_id)?;
     let d = r
         .declaration
@@ -169,6 +171,25 @@ pub fn declare(r: &DeclareShortageRequest, now: i128, max_voting_hours: u32) -> 
         }
     }
     let deadline = fields::timestamp("declaration.voting_deadline", d.voting_deadline.as_ref())?;
+    if d.fulfilment_deadline.is_some() {
+        let f = fields::timestamp(
+            "declaration.fulfilment_deadline",
+            d.fulfilment_deadline.as_ref(),
+        )?;
+        if f <= deadline {
+            return Err(invalid(
+                "declaration.fulfilment_deadline",
+                "must be after the voting deadline",
+            ));
+        }
+    }
+    Ok(mineral)
+}
+
+/// The declaration's voting deadline at `now` (nanoseconds): in the future,
+/// and at most `max_voting_hours` away.
+pub fn voting_deadline(d: &ShortageDeclaration, now: i128, max_voting_hours: u32) -> Result {
+    let deadline = fields::timestamp("declaration.voting_deadline", d.voting_deadline.as_ref())?;
     if deadline <= now {
         return Err(invalid(
             "declaration.voting_deadline",
@@ -184,19 +205,7 @@ pub fn declare(r: &DeclareShortageRequest, now: i128, max_voting_hours: u32) -> 
             ),
         ));
     }
-    if d.fulfilment_deadline.is_some() {
-        let f = fields::timestamp(
-            "declaration.fulfilment_deadline",
-            d.fulfilment_deadline.as_ref(),
-        )?;
-        if f <= deadline {
-            return Err(invalid(
-                "declaration.fulfilment_deadline",
-                "must be after the voting deadline",
-            ));
-        }
-    }
-    Ok(mineral)
+    Ok(())
 }
 
 /// `CastVote`.

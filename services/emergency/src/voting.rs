@@ -71,6 +71,36 @@ pub enum Threshold {
 }
 
 impl Threshold {
+    /// The threshold a configuration or a stored case writes as `all`,
+    /// `majority`, `none` or a fraction `n/d`; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text.trim() {
+            "all" => Threshold::All,
+            "majority" => Threshold::Majority,
+            "none" => Threshold::None,
+            fraction => {
+                let (n, d) = fraction.split_once('/')?;
+                Threshold::Fraction {
+                    numerator: n.trim().parse().ok()?,
+                    denominator: d.trim().parse().ok()?,
+                }
+            }
+        })
+    }
+
+    /// The word [`parse`](Self::parse) reads back.
+    pub fn word(&self) -> String {
+        match self {
+            Threshold::All => "all".into(),
+            Threshold::Majority => "majority".into(),
+            Threshold::None => "none".into(),
+            Threshold::Fraction {
+                numerator,
+                denominator,
+            } => format!("{numerator}/{denominator}"),
+        }
+    }
+
     /// True when `approvals` of `eligible` parties meet the threshold.
     fn met(self, approvals: usize, eligible: usize) -> bool {
         // usize → u64 is lossless on every platform Rust supports, and u32 × u64
