@@ -994,6 +994,24 @@ async fn a_member_that_joins_is_eligible_for_later_cases_only() {
     let again = cole.declare_shortage(req).await.unwrap().into_inner();
     assert!(!first.replayed && again.replayed);
     assert_eq!(first.shortage_case, again.shortage_case);
+    // A retry after the deadline passed still gets the first answer.
+    let soon = DeclareShortageRequest {
+        request_id: rid(),
+        declaration: Some(declaration(ts(1))),
+    };
+    let first = cole
+        .declare_shortage(soon.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let case = first.shortage_case.unwrap();
+    let deadline = case.declaration.as_ref().unwrap().voting_deadline.unwrap();
+    while Timestamp::from(std::time::SystemTime::now()).seconds <= deadline.seconds {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let late = cole.declare_shortage(soon).await.unwrap().into_inner();
+    assert!(late.replayed);
+    assert_eq!(late.shortage_case.unwrap().id, case.id);
     stack.stop().await;
 }
 

@@ -652,6 +652,38 @@ mod tests {
     }
 
     #[test]
+    fn a_running_vote_keeps_the_rule_it_was_declared_under() {
+        let c = declared();
+        let t = c.tally.clone().unwrap();
+        assert_eq!(
+            (t.founding_threshold.as_str(), t.others_threshold.as_str()),
+            ("all", "majority")
+        );
+        // The configuration now asks everyone; this case still needs only
+        // JP's majority after both founding parties.
+        let everyone = Rule {
+            founding: crate::voting::Threshold::All,
+            others: crate::voting::Threshold::All,
+        };
+        let data = reference();
+        let none = |_: &str| -> Result<Option<Stockpile>> { Ok(None) };
+        let split = Split {
+            stockpile_of: &none,
+            reference: &data,
+        };
+        let mut c = c;
+        for m in ["US", "EU", "JP"] {
+            c = vote(c, &ballot(m, VoteChoice::Approve, 10), &everyone, &split)
+                .unwrap()
+                .pop()
+                .unwrap()
+                .1;
+        }
+        assert_eq!(c.status(), CaseStatus::Active);
+        assert_eq!(c.tally.unwrap().others_threshold, "majority");
+    }
+
+    #[test]
     fn expiry_waits_for_the_deadline() {
         assert!(
             expire(declared(), at(99), &Rule::default())
