@@ -193,8 +193,17 @@ impl Prepared {
                     _ = until.wait() => return,
                     next = changed.recv() => match next {
                         Some(why) => {
-                            if let Err(e) = judge.rejudge(why).await {
-                                tracing::error!(error = %e, why, "could not judge the scores anew");
+                            // Tried until it is recorded: a crossing it would
+                            // announce must not wait for some later change
+                            // (and be credited to it).
+                            let mut wait = std::time::Duration::from_millis(100);
+                            while let Err(e) = judge.rejudge(why).await {
+                                tracing::error!(error = %e, why, retry_in = ?wait, "could not judge the scores anew");
+                                tokio::select! {
+                                    _ = until.wait() => return,
+                                    _ = tokio::time::sleep(wait) => {}
+                                }
+                                wait = (wait * 2).min(std::time::Duration::from_secs(5));
                             }
                         }
                         None => return,
