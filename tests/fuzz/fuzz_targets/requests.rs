@@ -143,8 +143,11 @@ fuzz_target!(|data: &[u8]| {
         }
         20 => {
             if let Some(r) = decoded::<emergency::DeclareShortageRequest>(bytes) {
-                let now = orex_kit::fields::now_nanos();
-                let _ = emergency_validate::declare(&r, now, 168);
+                let _ = emergency_validate::declare(&r);
+                if let Some(d) = &r.declaration {
+                    let now = orex_kit::fields::now_nanos();
+                    let _ = emergency_validate::voting_deadline(d, now, 168);
+                }
             }
         }
         21 => {
