@@ -173,14 +173,10 @@ pub async fn run(bundle: &Path, cmd: EmergencyCommand) -> Result<(), CliError> {
         (EmergencyCommand::Declare(a), Request::Declare(req)) => {
             let resp = client.declare_shortage(req).await?.into_inner();
             let case = resp.shortage_case.unwrap_or_default();
-            if a.json {
-                print_case_json(&case)?;
-            } else {
-                if resp.replayed {
-                    crate::outln!("already declared (same request id):");
-                }
-                print_case(&case);
+            if resp.replayed && !a.json {
+                crate::outln!("already declared (same request id):");
             }
+            show_case(&case, a.json)?;
         }
         (EmergencyCommand::Vote { json, .. }, Request::Vote(req)) => {
             let case = client
@@ -197,17 +193,8 @@ pub async fn run(bundle: &Path, cmd: EmergencyCommand) -> Result<(), CliError> {
             }
         }
         (EmergencyCommand::Show { json, .. }, Request::Show(req)) => {
-            let case = client
-                .get_case(req)
-                .await?
-                .into_inner()
-                .shortage_case
-                .unwrap_or_default();
-            if json {
-                print_case_json(&case)?;
-            } else {
-                print_case(&case);
-            }
+            let case = client.get_case(req).await?.into_inner().shortage_case;
+            show_case(&case.unwrap_or_default(), json)?;
         }
         (EmergencyCommand::List(a), Request::List(req)) => {
             let resp = client.list_cases(req).await?.into_inner();
@@ -269,17 +256,8 @@ pub async fn run(bundle: &Path, cmd: EmergencyCommand) -> Result<(), CliError> {
             }
         }
         (EmergencyCommand::Close { json, .. }, Request::Close(req)) => {
-            let case = client
-                .close_case(req)
-                .await?
-                .into_inner()
-                .shortage_case
-                .unwrap_or_default();
-            if json {
-                print_case_json(&case)?;
-            } else {
-                print_case(&case);
-            }
+            let case = client.close_case(req).await?.into_inner().shortage_case;
+            show_case(&case.unwrap_or_default(), json)?;
         }
         (EmergencyCommand::Watch { json, .. }, Request::Watch(req)) => {
             let stream = client.subscribe_case_events(req).await?.into_inner();
@@ -484,6 +462,16 @@ fn list_or_none(v: &[String]) -> String {
         "none".to_owned()
     } else {
         v.join(", ")
+    }
+}
+
+/// A case in full: as a JSON line, or for people.
+fn show_case(case: &ShortageCase, json: bool) -> Result<(), CliError> {
+    if json {
+        print_case_json(case)
+    } else {
+        print_case(case);
+        Ok(())
     }
 }
 

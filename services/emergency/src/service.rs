@@ -220,8 +220,7 @@ impl Emergency {
     pub async fn expire(&self, id: &str) -> Result<(), EmergencyError> {
         let mineral = self.mineral_of(id)?;
         let rule = self.p.rule;
-        let answer = self
-            .p
+        self.p
             .store
             .change_case(None, id.to_owned(), mineral, None, move |current, _| {
                 let c = current.ok_or_else(|| EmergencyError::Internal("case vanished".into()))?;
@@ -232,7 +231,6 @@ impl Emergency {
                 })
             })
             .await?;
-        drop(answer);
         Ok(())
     }
 }
@@ -307,40 +305,36 @@ impl EmergencyService for Emergency {
                 )
             })?)
         };
+        // One pass: the page, and on the first page also every report of
+        // the filter's minerals for the aggregate (the member filter does
+        // not narrow it).
         let first_page = after.is_none();
-        let wanted = |s: &Stockpile| {
-            let m = s.content.as_ref().map_or(0, |c| c.mineral);
-            (filter.minerals.is_empty() || filter.minerals.contains(&m))
-                && (filter.members.is_empty() || filter.members.contains(&s.member))
-        };
         let mut page = Vec::new();
+        let mut of_minerals = Vec::new();
         let mut last_key = None;
         let mut more = false;
         for item in self.p.store.stockpiles_after(after) {
             let (k, s) = item?;
-            if !wanted(&s) {
+            let m = s.content.as_ref().map_or(0, |c| c.mineral);
+            if !(filter.minerals.is_empty() || filter.minerals.contains(&m)) {
                 continue;
             }
-            if page.len() == size {
-                more = true;
-                break;
-            }
-            last_key = Some(k);
-            page.push(stockpile::screened(&viewer, s, &partnership));
-        }
-        let aggregates = if first_page {
-            let mut all = Vec::new();
-            for item in self.p.store.stockpiles_after(None) {
-                let (_, s) = item?;
-                let m = s.content.as_ref().map_or(0, |c| c.mineral);
-                if filter.minerals.is_empty() || filter.minerals.contains(&m) {
-                    all.push(s);
+            if filter.members.is_empty() || filter.members.contains(&s.member) {
+                if page.len() == size {
+                    more = true;
+                    if !first_page {
+                        break;
+                    }
+                } else if !more {
+                    last_key = Some(k);
+                    page.push(stockpile::screened(&viewer, s.clone(), &partnership));
                 }
             }
-            stockpile::aggregates(&all)
-        } else {
-            Vec::new()
-        };
+            if first_page {
+                of_minerals.push(s);
+            }
+        }
+        let aggregates = stockpile::aggregates(&of_minerals);
         let next_page_token = match (more, last_key) {
             (true, Some(k)) => self.p.tokens.seal(&ctx, &k),
             _ => String::new(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use orex_membership::{Audience, Partnership, Principal};
-use orex_proto::common::v1::{Marking, Mineral};
+use orex_proto::common::v1::Marking;
 use orex_proto::emergency::v1::{
     Stockpile, StockpileAggregate, StockpileFigures, stockpile_content,
 };
@@ -134,17 +134,10 @@ pub fn aggregates<'a>(reports: impl IntoIterator<Item = &'a Stockpile>) -> Vec<S
         .collect()
 }
 
-/// The mineral of a report (UNSPECIFIED never stored).
-pub fn mineral_of(s: &Stockpile) -> Mineral {
-    s.content
-        .as_ref()
-        .and_then(|c| Mineral::try_from(c.mineral).ok())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orex_proto::common::v1::Mineral;
     use orex_proto::emergency::v1::{DisclosureRefusal, StockpileContent};
 
     fn report(member: &str, figures: Option<(f64, f64, f64)>) -> Stockpile {

@@ -208,14 +208,6 @@ impl EmergencyStore {
         })
     }
 
-    /// Every member's latest stockpile report of `mineral`.
-    pub fn stockpiles_of(&self, mineral: Mineral) -> Result<Vec<Stockpile>, EmergencyError> {
-        self.stockpiles
-            .scan_prefix((mineral as i32).to_be_bytes())
-            .map(|item| Ok(decode_value(&item?.1)?))
-            .collect()
-    }
-
     /// The latest durable state of case `id`.
     pub fn case(&self, id: &str) -> Result<Option<ShortageCase>, EmergencyError> {
         let Some(seq) = self.cases.get(id.as_bytes())? else {
@@ -315,7 +307,7 @@ impl EmergencyStore {
 }
 
 /// The `stockpiles` key of a member's report of a mineral.
-pub fn stockpile_key(mineral: Mineral, member: &str) -> Vec<u8> {
+fn stockpile_key(mineral: Mineral, member: &str) -> Vec<u8> {
     let mut k = (mineral as i32).to_be_bytes().to_vec();
     k.extend_from_slice(member.as_bytes());
     k
