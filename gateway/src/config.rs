@@ -30,6 +30,10 @@ pub struct GatewayConfig {
     /// `slow_consumer_seconds`).
     #[serde(default)]
     pub streams: orex_kit::stream::StreamConfig,
+    /// The plain-text port for health probes and Prometheus (`[ops] listen`);
+    /// off by default. See `orex_kit::ops`.
+    #[serde(default)]
+    pub ops: orex_kit::ops::OpsConfig,
     /// Bounds on calls in flight; above them calls are refused at once with
     /// RESOURCE_EXHAUSTED instead of queueing.
     #[serde(default)]

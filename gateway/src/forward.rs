@@ -335,9 +335,10 @@ where
                         // while an event is in hand; an idle stream's task
                         // should not carry it (heap profile, BENCHMARKS.md).
                         match Box::pin(deliver(&tx, event, slow, &shutdown, expiry)).await {
-                            Ok(()) => {}
+                            Ok(()) => orex_kit::metrics::global().event_delivered(),
                             Err(Undelivered::Left) => break Err(Status::cancelled("client left")),
                             Err(Undelivered::TooSlow) => {
+                                orex_kit::metrics::global().stream_dropped();
                                 tracing::info!(caller = %pass.caller.principal, after_sequence = ?last, "stream dropped: client read too slowly");
                                 break Err(stream_end(
                                     Code::ResourceExhausted,

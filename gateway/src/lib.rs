@@ -32,7 +32,7 @@ pub mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use orex_kit::server::Callers;
+use orex_kit::server::{Callers, Serving};
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
 use orex_proto::audit::v1::audit_service_server::AuditServiceServer;
@@ -78,6 +78,8 @@ pub struct Prepared {
     emergency: Option<backend::Backend>,
     streams: orex_kit::stream::StreamConfig,
     load: config::LoadConfig,
+    ops: orex_kit::ops::OpsConfig,
+    log_id: String,
 }
 
 /// Loads and checks everything the gateway needs. Backends are connected
@@ -115,6 +117,8 @@ pub fn prepare(config: GatewayConfig) -> Result<Prepared, KitError> {
         emergency,
         streams: config.streams,
         load: config.load,
+        ops: config.ops,
+        log_id: config.audit.log_id.clone(),
     })
 }
 
@@ -172,26 +176,34 @@ impl Prepared {
         });
         shutdown.spawn(self.policy.clone().watch(self.hangups, shutdown.clone()));
         shutdown.spawn(self.audit.clone().run_checkpoints(shutdown.clone()));
-        tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "gateway listening");
-        let result = orex_kit::server::serve_observed(
-            listener,
-            self.tls.server(),
-            // Members are authenticated per call by the door.
-            Callers::AnyCertified,
-            {
-                let mut routes = Routes::new(SharingServiceServer::new(sharing))
-                    .add_service(AuditServiceServer::new(audit_api));
-                if let Some(risk) = risk {
-                    routes = routes.add_service(risk);
-                }
-                if let Some(emergency) = emergency {
-                    routes = routes.add_service(emergency);
-                }
-                routes
-            },
-            &names,
+        shutdown.spawn(audit_metrics(
+            self.audit.clone(),
+            self.log_id.clone(),
             shutdown.clone(),
-            Some(refused),
+        ));
+        tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "gateway listening");
+        let result = orex_kit::server::serve(
+            listener,
+            Serving {
+                tls: self.tls.clone(),
+                // Members are authenticated per call by the door.
+                callers: Callers::AnyCertified,
+                routes: {
+                    let mut routes = Routes::new(SharingServiceServer::new(sharing))
+                        .add_service(AuditServiceServer::new(audit_api));
+                    if let Some(risk) = risk {
+                        routes = routes.add_service(risk);
+                    }
+                    if let Some(emergency) = emergency {
+                        routes = routes.add_service(emergency);
+                    }
+                    routes
+                },
+                service_names: &names,
+                ops: self.ops,
+                refused: Some(refused),
+            },
+            shutdown.clone(),
         )
         .await;
         shutdown.drained().await;
@@ -202,6 +214,75 @@ impl Prepared {
         self.audit.flush()?;
         tracing::info!("gateway stopped; access log flushed");
         result
+    }
+}
+
+/// How often the access log's gauges are refreshed.
+const AUDIT_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Publishes the access log's length, signed length and the time of its
+/// newest checkpoint until shutdown (the checkpoint's age is computed at
+/// scrape time). The gauges vanish with this task, so a stopped gateway
+/// leaves no stale values in a process that starts another.
+async fn audit_metrics(audit: audit::AuditLog, log_id: String, shutdown: Shutdown) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    #[derive(Default)]
+    struct Seen {
+        records: AtomicU64,
+        signed: AtomicU64,
+        signed_at: AtomicU64,
+    }
+    let seen = Arc::new(Seen::default());
+    let metrics = orex_kit::metrics::global();
+    let log = vec![("log_id", log_id)];
+    let weak = Arc::downgrade(&seen);
+    metrics.gauge_fn(
+        "orex_access_log_records",
+        "Records in the access log",
+        log.clone(),
+        move || Some(weak.upgrade()?.records.load(Ordering::Relaxed) as f64),
+    );
+    let weak = Arc::downgrade(&seen);
+    metrics.gauge_fn(
+        "orex_access_log_unsigned_records",
+        "Records not yet covered by a signed checkpoint",
+        log.clone(),
+        move || {
+            let s = weak.upgrade()?;
+            let unsigned = s
+                .records
+                .load(Ordering::Relaxed)
+                .saturating_sub(s.signed.load(Ordering::Relaxed));
+            Some(unsigned as f64)
+        },
+    );
+    let weak = Arc::downgrade(&seen);
+    metrics.gauge_fn(
+        "orex_access_log_checkpoint_age_seconds",
+        "Seconds since the newest signed checkpoint (absent before the first)",
+        log,
+        move || {
+            let at = weak.upgrade()?.signed_at.load(Ordering::Relaxed);
+            if at == 0 {
+                return None;
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Some(now.saturating_sub(at) as f64)
+        },
+    );
+    loop {
+        seen.records.store(audit.size(), Ordering::Relaxed);
+        seen.signed.store(audit.signed_size(), Ordering::Relaxed);
+        if let Ok(Some(c)) = audit.latest_checkpoint() {
+            let at = c.signed_at.map_or(0, |t| t.seconds.max(0) as u64);
+            seen.signed_at.store(at, Ordering::Relaxed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(AUDIT_METRICS_EVERY) => {}
+            _ = shutdown.wait() => return,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod operations;
 mod overload;
 mod risk;
 mod risk_live;
+mod signals;
 mod streaming;
 mod tokens;
 mod validation;

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+pub mod procs;
 pub mod rogue;
 
 type Task = JoinHandle<Result<(), KitError>>;
@@ -208,12 +209,16 @@ impl Stack {
         );
         let task = tokio::spawn(orex_kit::server::serve(
             listener,
-            tls.server(),
-            orex_kit::server::Callers::Workloads(orex_kit::forwarded::WorkloadGuard::new([
-                "gateway",
-            ])),
-            tonic::service::Routes::new(svc),
-            &["orex.sharing.v1.SharingService"],
+            orex_kit::server::Serving {
+                tls,
+                callers: orex_kit::server::Callers::Workloads(
+                    orex_kit::forwarded::WorkloadGuard::new(["gateway"]),
+                ),
+                routes: tonic::service::Routes::new(svc),
+                service_names: &["orex.sharing.v1.SharingService"],
+                ops: Default::default(),
+                refused: None,
+            },
             shutdown.clone(),
         ));
         self.sharing = Some((shutdown, task));

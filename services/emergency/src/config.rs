@@ -43,6 +43,10 @@ pub struct EmergencyConfig {
     /// The sled store's memory (`cache_mib`).
     #[serde(default)]
     pub store: orex_kit::store::StoreConfig,
+    /// The plain-text port for health probes and Prometheus (`[ops] listen`);
+    /// off by default. See `orex_kit::ops`.
+    #[serde(default)]
+    pub ops: orex_kit::ops::OpsConfig,
 }
 
 /// `[voting]`: the activation rule and how long a vote may stay open.

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use orex_kit::forwarded::WorkloadGuard;
 use orex_kit::page_token::PageTokens;
 use orex_kit::reload::{LiveFile, Successor};
-use orex_kit::server::Callers;
+use orex_kit::server::{Callers, Serving};
 use orex_kit::store::Store;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
@@ -126,10 +126,14 @@ impl Prepared {
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, rule = %self.rule.describe(), "emergency service listening");
         let result = orex_kit::server::serve(
             listener,
-            self.tls.server(),
-            Callers::Workloads(guard),
-            Routes::new(svc),
-            &[SERVICE_NAME],
+            Serving {
+                tls: self.tls.clone(),
+                callers: Callers::Workloads(guard),
+                routes: Routes::new(svc),
+                service_names: &[SERVICE_NAME],
+                ops: self.config.ops.clone(),
+                refused: None,
+            },
             shutdown.clone(),
         )
         .await;

@@ -10,7 +10,9 @@
 //! - [`forwarded`]: the verified principal passed from the gateway to a service.
 //! - [`request_errors`]: undecodable requests answered as the client's fault, and observed.
 //! - [`reload`]: applying a changed config file on SIGHUP or file change.
-//! - [`server`]: run a gRPC server with health, reflection and graceful shutdown.
+//! - [`server`]: run a gRPC server with health, reflection, metrics and graceful shutdown.
+//! - [`ops`]: the plain-text port for health probes and `/metrics`.
+//! - [`metrics`]: Prometheus metrics of every call, stream and store.
 //! - [`store`]: the sled store with group commit and a sequence-numbered event log.
 //! - [`group_commit`]: the writes of concurrent callers applied, flushed and published together.
 //! - [`stream`]: server streams that replay the event log, then follow it live.
@@ -26,6 +28,8 @@ pub mod fields;
 pub mod forwarded;
 pub mod group_commit;
 pub mod identity;
+pub mod metrics;
+pub mod ops;
 pub mod page_token;
 pub mod reload;
 pub mod request_errors;

@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 use tonic_health::ServingStatus;
 
 use crate::forwarded::WorkloadGuard;
+use crate::metrics::MetricsLayer;
+use crate::ops::OpsConfig;
 use crate::request_errors::{Observer, RequestErrorsLayer};
+use crate::tls::LoadedTls;
 use crate::{KitError, Shutdown};
 
 /// Who may call a server at all (beyond holding a certificate from the CA).
@@ -23,41 +25,52 @@ pub enum Callers {
     Workloads(WorkloadGuard),
 }
 
-/// Serves `routes` on `listener` until `shutdown` fires, then lets in-flight
-/// calls finish. `service_names` are reported SERVING to health checks (and
-/// NOT_SERVING once shutdown starts). Requests that cannot be decoded are
-/// answered as the client's fault (`request_errors`).
+/// What one server serves and to whom; see [`serve`].
+pub struct Serving<'a> {
+    /// The server's certificate, key and the CA its callers must chain to.
+    pub tls: LoadedTls,
+    /// Who may call at all.
+    pub callers: Callers,
+    /// The orex services served.
+    pub routes: Routes,
+    /// Reported SERVING to health checks until shutdown starts.
+    pub service_names: &'a [&'a str],
+    /// The plain-text health and metrics port (`ops`), if configured.
+    pub ops: OpsConfig,
+    /// Told of every request refused before a handler ran (the gateway
+    /// records them in its access log).
+    pub refused: Option<Observer>,
+}
+
+impl std::fmt::Debug for Serving<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving")
+            .field("service_names", &self.service_names)
+            .field("ops", &self.ops)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves `serving.routes` on `listener` until `shutdown` fires, then lets
+/// in-flight calls finish. Health checks (on this port and on the ops port)
+/// say SERVING for the overall server and every service name, and
+/// NOT_SERVING from the moment shutdown starts. Requests that cannot be
+/// decoded are answered as the client's fault (`request_errors`); every call
+/// is counted (`metrics`).
 pub async fn serve(
     listener: TcpListener,
-    tls: ServerTlsConfig,
-    callers: Callers,
-    routes: Routes,
-    service_names: &[&str],
+    serving: Serving<'_>,
     shutdown: Shutdown,
 ) -> Result<(), KitError> {
-    serve_observed(
-        listener,
+    let Serving {
         tls,
         callers,
         routes,
         service_names,
-        shutdown,
-        None,
-    )
-    .await
-}
-
-/// [`serve`], telling `refused` of every request refused before a handler
-/// ran (the gateway records them in its access log).
-pub async fn serve_observed(
-    listener: TcpListener,
-    tls: ServerTlsConfig,
-    callers: Callers,
-    routes: Routes,
-    service_names: &[&str],
-    shutdown: Shutdown,
-    refused: Option<Observer>,
-) -> Result<(), KitError> {
+        ops,
+        refused,
+    } = serving;
+    let ops_listener = crate::ops::bind(&ops).await?;
     let (reporter, health) = tonic_health::server::health_reporter();
     for name in service_names {
         reporter
@@ -79,7 +92,22 @@ pub async fn serve_observed(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    let names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
+    // The overall status ("") too: kubelet's probes ask for it.
+    let mut names: Vec<String> = service_names.iter().map(|s| s.to_string()).collect();
+    names.push(String::new());
+    // The ops port outlives the service port's drain, so probes see
+    // NOT_SERVING (not a refused connection) until the process exits.
+    let served = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = ops_listener {
+        let stop = served.clone();
+        let reporter = reporter.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::ops::serve(listener, reporter, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "ops port stopped");
+            }
+        });
+    }
+    let _stop_ops = served.drop_guard();
     let signal = shutdown.clone();
     let on_shutdown = async move {
         signal.wait().await;
@@ -90,7 +118,7 @@ pub async fn serve_observed(
         }
     };
     let server = crate::transport::server()
-        .tls_config(tls)
+        .tls_config(tls.server())
         .map_err(|e| KitError::Tls(e.to_string()))?
         .layer(tonic::service::InterceptorLayer::new(
             move |req: tonic::Request<()>| match &callers {
@@ -98,6 +126,7 @@ pub async fn serve_observed(
                 Callers::Workloads(guard) => guard.admit(req),
             },
         ))
+        .layer(MetricsLayer)
         .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
         .serve_with_incoming_shutdown(crate::transport::incoming(listener), on_shutdown);

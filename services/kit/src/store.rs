@@ -61,6 +61,22 @@ impl StoreConfig {
     }
 }
 
+/// Bytes of every file under `dir` (sled keeps a few files and a `blobs`
+/// folder); unreadable entries count as empty.
+fn folder_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => folder_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 /// How long [`Store::open`] waits for a folder another database holds.
 pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -69,6 +85,8 @@ pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 pub struct Store {
     db: sled::Db,
     flush_requests: mpsc::Sender<FlushRequest>,
+    /// Dropped with the last clone: the size gauge then forgets this store.
+    _alive: Arc<()>,
 }
 
 impl Store {
@@ -118,7 +136,23 @@ impl Store {
                 }
             }
         });
-        Ok(Self { db, flush_requests })
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
+        let folder = dir.to_owned();
+        crate::metrics::global().gauge_fn(
+            "orex_store_size_bytes",
+            "Bytes the store's files take on disk",
+            vec![("path", dir.display().to_string())],
+            move || {
+                weak.upgrade()?;
+                Some(folder_size(&folder) as f64)
+            },
+        );
+        Ok(Self {
+            db,
+            flush_requests,
+            _alive: alive,
+        })
     }
 
     /// Opens a named tree (a keyspace) of this database.

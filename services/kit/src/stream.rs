@@ -190,12 +190,16 @@ where
                         stop = Some(None);
                         break;
                     }
-                    Ok(Ok(())) => delivered = seq,
+                    Ok(Ok(())) => {
+                        delivered = seq;
+                        crate::metrics::global().event_delivered();
+                    }
                     Ok(Err(_)) => {
                         stop = Some(None);
                         break;
                     }
                     Err(_) => {
+                        crate::metrics::global().stream_dropped();
                         stop = Some(Some(StreamEnd::TooSlow { delivered }));
                         break;
                     }

@@ -50,6 +50,10 @@ pub struct RiskConfig {
     /// `slow_consumer_seconds`).
     #[serde(default)]
     pub streams: orex_kit::stream::StreamConfig,
+    /// The plain-text port for health probes and Prometheus (`[ops] listen`);
+    /// off by default. See `orex_kit::ops`.
+    #[serde(default)]
+    pub ops: orex_kit::ops::OpsConfig,
 }
 
 /// `[sharing]`: where the report stream comes from.

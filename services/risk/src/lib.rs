@@ -38,7 +38,7 @@ use std::sync::Arc;
 use orex_kit::forwarded::WorkloadGuard;
 use orex_kit::page_token::PageTokens;
 use orex_kit::reload::LiveFile;
-use orex_kit::server::Callers;
+use orex_kit::server::{Callers, Serving};
 use orex_kit::store::Store;
 use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
@@ -247,10 +247,14 @@ impl Prepared {
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "risk service listening");
         let result = orex_kit::server::serve(
             listener,
-            self.tls.server(),
-            callers,
-            Routes::new(svc),
-            &[SERVICE_NAME],
+            Serving {
+                tls: self.tls.clone(),
+                callers,
+                routes: Routes::new(svc),
+                service_names: &[SERVICE_NAME],
+                ops: self.config.ops.clone(),
+                refused: None,
+            },
             shutdown.clone(),
         )
         .await;

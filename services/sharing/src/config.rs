@@ -37,6 +37,10 @@ pub struct SharingConfig {
     /// The sled store's memory (`cache_mib`).
     #[serde(default)]
     pub store: orex_kit::store::StoreConfig,
+    /// The plain-text port for health probes and Prometheus (`[ops] listen`);
+    /// off by default. See `orex_kit::ops`.
+    #[serde(default)]
+    pub ops: orex_kit::ops::OpsConfig,
 }
 
 fn default_allowed() -> Vec<String> {

@@ -21,13 +21,13 @@ use std::sync::Arc;
 
 use orex_kit::forwarded::WorkloadGuard;
 use orex_kit::page_token::PageTokens;
-use orex_kit::server::Callers;
+use orex_kit::server::{Callers, Serving};
+use orex_kit::tls::LoadedTls;
 use orex_kit::{KitError, Shutdown};
 use orex_membership::Partnership;
 use orex_proto::sharing::v1::sharing_service_server::SharingServiceServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::ServerTlsConfig;
 
 pub use config::SharingConfig;
 pub use error::SharingError;
@@ -42,7 +42,7 @@ pub struct Prepared {
     config: SharingConfig,
     policy: orex_kit::reload::LiveFile<Partnership>,
     hangups: orex_kit::reload::HangupSignal,
-    tls: ServerTlsConfig,
+    tls: LoadedTls,
     store: store::ReportStore,
     tokens: Arc<PageTokens>,
 }
@@ -52,7 +52,7 @@ pub struct Prepared {
 pub fn prepare(config: SharingConfig) -> Result<Prepared, KitError> {
     let policy = orex_kit::reload::LiveFile::policy(config.policy.clone())?;
     let hangups = orex_kit::reload::HangupSignal::register()?;
-    let tls = config.tls.load()?.server();
+    let tls = config.tls.load()?;
     let store = store::ReportStore::open(&config.data_dir, &config.store)
         .map_err(|e| KitError::Config(format!("data_dir {}: {e}", config.data_dir.display())))?;
     let tokens =
@@ -90,10 +90,14 @@ impl Prepared {
         tracing::info!(addr = %listener.local_addr().map_err(|e| KitError::Server(e.to_string()))?, "sharing service listening");
         let result = orex_kit::server::serve(
             listener,
-            self.tls,
-            callers,
-            Routes::new(svc),
-            &[SERVICE_NAME],
+            Serving {
+                tls: self.tls,
+                callers,
+                routes: Routes::new(svc),
+                service_names: &[SERVICE_NAME],
+                ops: self.config.ops.clone(),
+                refused: None,
+            },
             shutdown.clone(),
         )
         .await;
