@@ -5,7 +5,8 @@
 
 use orex_kit::KitError;
 use orex_kit::tls::LoadedTls;
-use tonic::transport::{Channel, Endpoint};
+use orex_kit::transport::Dialer;
+use tonic::transport::Channel;
 
 /// The connections to one backend service.
 #[derive(Debug, Clone)]
@@ -24,21 +25,17 @@ impl Backend {
         config: &crate::config::Backend,
         tls: &LoadedTls,
     ) -> Result<Self, KitError> {
-        let endpoint = orex_kit::transport::dial(
-            Endpoint::from_shared(config.address.clone())
-                .map_err(|e| KitError::Config(format!("backends.{name}.address: {e}")))?,
-        )
-        .tls_config(tls.client(&config.server_name))
-        .map_err(|e| KitError::Tls(e.to_string()))?;
+        let dialer = Dialer::new(&config.address, &config.server_name, tls)
+            .map_err(|e| KitError::Config(format!("backends.{name}: {e}")))?;
         // Two connections per backend: streams on one, unary calls on the
         // other, so no number of open (or stalled) streams can queue a unary
         // call behind them.
         Ok(Self {
-            unary: endpoint
+            unary: dialer
                 .clone()
-                .timeout(crate::BACKEND_TIMEOUT)
+                .map(|e| e.timeout(crate::BACKEND_TIMEOUT))
                 .connect_lazy(),
-            streams: endpoint.connect_lazy(),
+            streams: dialer.connect_lazy(),
         })
     }
 }

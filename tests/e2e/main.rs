@@ -16,6 +16,7 @@ mod operations;
 mod overload;
 mod risk;
 mod risk_live;
+mod rotation;
 mod signals;
 mod streaming;
 mod tokens;

@@ -169,15 +169,19 @@ async fn sigterm_drains_the_gateway_and_the_service_and_loses_nothing() {
     let now = within(10, watch.next()).await.unwrap().unwrap();
     assert_eq!(now.status(), ServingStatus::Serving);
 
-    // Calls in flight as the signal arrives: each is answered, and every
-    // report whose publication was confirmed is kept.
+    // Calls in flight as the signal arrives: each is answered or refused
+    // in a way that says "retry", every confirmed report is kept, and a
+    // retry of a refused one (same request id) makes exactly one report.
     let mut calls = Vec::new();
     for _ in 0..20 {
         let mut c = member.sharing();
+        let request = publish_request(content(Marking::Green, &[], &[]));
         calls.push(tokio::spawn(async move {
-            c.publish_report(publish_request(content(Marking::Green, &[], &[])))
+            let answer = c
+                .publish_report(request.clone())
                 .await
-                .map(|r| r.into_inner().report.unwrap().id)
+                .map(|r| r.into_inner().report.unwrap().id);
+            (request, answer)
         }));
     }
     gateway.terminate();
@@ -193,13 +197,20 @@ async fn sigterm_drains_the_gateway_and_the_service_and_loses_nothing() {
     assert!(info.metadata.contains_key("after_sequence"), "{info:?}");
 
     let mut kept = vec![first.id.clone()];
+    let mut to_retry = Vec::new();
     for call in calls {
         match call.await.unwrap() {
-            Ok(id) => kept.push(id),
-            Err(s) => assert!(
-                matches!(s.code(), tonic::Code::Unavailable),
-                "a call cut by the shutdown must say UNAVAILABLE (retry elsewhere): {s:?}"
-            ),
+            (_, Ok(id)) => kept.push(id),
+            // UNAVAILABLE from the gateway, or CANCELLED from the client's
+            // own transport for a call the closing connection never carried
+            // (HTTP/2 GOAWAY): both mean "not done here, retry".
+            (request, Err(s)) => {
+                assert!(
+                    matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled),
+                    "a call cut by the shutdown must say it can be retried: {s:?}"
+                );
+                to_retry.push(request);
+            }
         }
     }
     let exit = gateway
@@ -233,6 +244,19 @@ async fn sigterm_drains_the_gateway_and_the_service_and_loses_nothing() {
         .await
         .unwrap()
         .sharing();
+    for request in to_retry {
+        let id = client
+            .publish_report(request)
+            .await
+            .expect("a retried publish")
+            .into_inner()
+            .report
+            .unwrap()
+            .id;
+        kept.push(id);
+    }
+    let distinct: std::collections::HashSet<_> = kept.iter().collect();
+    assert_eq!(distinct.len(), kept.len(), "a retry made a second report");
     for id in kept {
         client
             .get_report(GetReportRequest {

@@ -47,6 +47,7 @@ pub struct Metrics {
     events_delivered: Counter,
     streams_dropped: Counter,
     rejected: Family<Labels1, Counter>,
+    tls_reloads: Family<Labels1, Counter>,
     methods: Methods,
     sampled: Arc<Sampled>,
 }
@@ -105,6 +106,12 @@ impl Metrics {
             "Calls refused before any work, by reason (rate_limited, overloaded)",
             rejected.clone(),
         );
+        let tls_reloads = Family::<Labels1, Counter>::default();
+        registry.register(
+            "orex_tls_reloads",
+            "Changed certificate files seen, by outcome (applied, refused: the old certificate stays in force)",
+            tls_reloads.clone(),
+        );
         let sampled = Arc::new(Sampled::default());
         registry.register_collector(Box::new(sampled.clone()));
         Self {
@@ -115,6 +122,7 @@ impl Metrics {
             events_delivered,
             streams_dropped,
             rejected,
+            tls_reloads,
             methods: Methods::from_descriptors(),
             sampled,
         }
@@ -142,6 +150,13 @@ impl Metrics {
     pub fn rejected(&self, reason: &'static str) {
         self.rejected
             .get_or_create(&[("reason", reason.into())])
+            .inc();
+    }
+
+    /// Counts changed certificate files, `applied` or `refused`.
+    pub fn tls_reload(&self, outcome: &'static str) {
+        self.tls_reloads
+            .get_or_create(&[("outcome", outcome.into())])
             .inc();
     }
 

@@ -117,9 +117,8 @@ pub async fn serve(
                 .await;
         }
     };
+    tls.watch(&shutdown);
     let server = crate::transport::server()
-        .tls_config(tls.server())
-        .map_err(|e| KitError::Tls(e.to_string()))?
         .layer(tonic::service::InterceptorLayer::new(
             move |req: tonic::Request<()>| match &callers {
                 Callers::AnyCertified => Ok(req),
@@ -129,7 +128,10 @@ pub async fn serve(
         .layer(MetricsLayer)
         .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(crate::transport::incoming(listener), on_shutdown);
+        .serve_with_incoming_shutdown(
+            crate::transport::tls_incoming(listener, tls, shutdown.clone()),
+            on_shutdown,
+        );
     // Graceful shutdown waits for open calls; a client that never reads its
     // stream would hold the process forever, so the drain has a deadline.
     let deadline = async {

@@ -3,15 +3,26 @@
 //! Every hop in orex is mutual TLS with certificates from the partnership CA.
 //! Startup refuses a missing CA, an unreadable certificate, or a private key
 //! file that other users of the machine can read.
+//!
+//! Certificates rotate without a restart: the loaded material is shared and
+//! swapped when the files change ([`LoadedTls::watch`], started by
+//! `server::serve`); each new connection, accepted or dialled, uses what is
+//! in force, and open connections and their streams are left alone. Files
+//! that fail a check (unreadable, corrupt, a key that does not fit) leave
+//! the old material in force and are logged.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
 use serde::Deserialize;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use sha2::{Digest, Sha256};
 
-use crate::KitError;
+use crate::{KitError, Shutdown};
 
 /// Paths of the PEM files a server or client presents and trusts.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,59 +49,168 @@ impl TlsFiles {
     /// Reads and checks every file: present, parseable PEM, a private key
     /// that is not world-readable and that belongs to the certificate.
     pub fn load(&self) -> Result<LoadedTls, KitError> {
+        let (material, digest) = self.read()?;
+        Ok(LoadedTls {
+            files: self.clone(),
+            current: Arc::new(ArcSwap::from_pointee(material)),
+            seen: Arc::new(Mutex::new(digest)),
+        })
+    }
+
+    /// The checked material and the digest of the bytes it came from.
+    fn read(&self) -> Result<(Material, [u8; 32]), KitError> {
         let ca = read_pem(&self.ca, "CERTIFICATE")?;
-        parse_certs(&self.ca, &ca)?;
+        let roots_der = parse_certs(&self.ca, &ca)?;
         let cert = read_pem(&self.cert, "CERTIFICATE")?;
         let chain = parse_certs(&self.cert, &cert)?;
         check_key_permissions(&self.key)?;
         let key = read_pem(&self.key, "PRIVATE KEY")?;
+        let digest = digest_of(&ca, &cert, &key);
         let key_der = PrivateKeyDer::from_pem_slice(&key).map_err(|e| KitError::TlsFile {
             path: self.key.clone(),
             message: format!("not a PEM private key: {e}"),
         })?;
+        let mut roots = RootCertStore::empty();
+        for root in roots_der {
+            roots.add(root).map_err(|e| KitError::TlsFile {
+                path: self.ca.clone(),
+                message: format!("not a usable CA certificate: {e}"),
+            })?;
+        }
+        let roots = Arc::new(roots);
+        let verifier = WebPkiClientVerifier::builder(roots.clone())
+            .build()
+            .map_err(|e| KitError::Tls(format!("client verifier: {e}")))?;
         // rustls checks the key against the certificate's public key.
-        rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(chain, key_der)
+        let mut server = rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key_der.clone_key())
             .map_err(|e| KitError::TlsFile {
                 path: self.key.clone(),
                 message: format!("does not fit certificate {}: {e}", self.cert.display()),
             })?;
-        Ok(LoadedTls { ca, cert, key })
+        server.alpn_protocols = vec![ALPN_H2.to_vec()];
+        let mut client = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key_der)
+            .map_err(|e| KitError::TlsFile {
+                path: self.key.clone(),
+                message: format!("does not fit certificate {}: {e}", self.cert.display()),
+            })?;
+        client.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Ok((
+            Material {
+                server: Arc::new(server),
+                client: Arc::new(client),
+            },
+            digest,
+        ))
     }
 }
 
-/// The PEM contents of a [`TlsFiles`], checked.
+/// HTTP/2, the only protocol orex speaks, negotiated by ALPN.
+const ALPN_H2: &[u8] = b"h2";
+
+fn digest_of(ca: &[u8], cert: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [ca, cert, key] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+/// The rustls configurations built from one set of files.
+#[derive(Debug)]
+struct Material {
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+}
+
+/// The TLS material in force, shared by every clone: servers accept and
+/// clients dial each new connection with whatever is current, and
+/// [`watch`](Self::watch) replaces it when the files change (cert-manager
+/// renewing a certificate). Connections already open keep the certificate
+/// they were made with; nothing is restarted or dropped.
 #[derive(Clone)]
 pub struct LoadedTls {
-    ca: Vec<u8>,
-    cert: Vec<u8>,
-    key: Vec<u8>,
+    files: TlsFiles,
+    current: Arc<ArcSwap<Material>>,
+    /// Digest of the files last applied or refused, so a refused set is
+    /// reported once, not at every poll.
+    seen: Arc<Mutex<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for LoadedTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("LoadedTls").finish_non_exhaustive()
+        f.debug_struct("LoadedTls")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
 impl LoadedTls {
-    /// A server config that requires a client certificate from the CA.
-    pub fn server(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert, &self.key))
-            .client_ca_root(Certificate::from_pem(&self.ca))
-            .client_auth_optional(false)
+    /// The server configuration in force: the certificate, and a client
+    /// certificate from the CA required.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.current.load().server.clone()
     }
 
-    /// A client config that presents our certificate and trusts only the CA;
-    /// `server_name` must be a DNS name in the server's certificate.
-    pub fn client(&self, server_name: &str) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca))
-            .identity(Identity::from_pem(&self.cert, &self.key))
-            .domain_name(server_name)
+    /// The client configuration in force: the certificate presented, and
+    /// only the CA trusted.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        self.current.load().client.clone()
+    }
+
+    /// Checks the files once: if their bytes changed since they were last
+    /// seen, loads and checks them and puts them in force. A set that fails
+    /// a check leaves the material in force as it is, and says why.
+    /// Returns whether new material was put in force.
+    pub fn reload(&self) -> Result<bool, KitError> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let bytes = [&self.files.ca, &self.files.cert, &self.files.key]
+            .map(|p| std::fs::read(p).unwrap_or_default());
+        let digest = digest_of(&bytes[0], &bytes[1], &bytes[2]);
+        if digest == *seen {
+            return Ok(false);
+        }
+        *seen = digest;
+        let (material, _) = self.files.read()?;
+        self.current.store(Arc::new(material));
+        Ok(true)
+    }
+
+    /// Polls the files every [`crate::reload::POLL_INTERVAL`] until
+    /// `shutdown`, putting new material in force (see [`reload`](Self::reload)).
+    pub fn watch(&self, shutdown: &Shutdown) {
+        let this = self.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(crate::reload::POLL_INTERVAL) => {}
+                    _ = shutdown.wait() => return,
+                }
+                match this.reload() {
+                    Ok(true) => {
+                        crate::metrics::global().tls_reload("applied");
+                        tracing::info!(
+                            cert = %this.files.cert.display(),
+                            "TLS certificate replaced; new connections use it, open ones keep theirs"
+                        );
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        crate::metrics::global().tls_reload("refused");
+                        tracing::warn!(
+                            error = %e,
+                            "new TLS files refused; keeping the certificate in use"
+                        );
+                    }
+                }
+            }
+        });
     }
 }
 

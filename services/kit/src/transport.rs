@@ -26,9 +26,23 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::{Channel, Endpoint, Server};
+
+use crate::tls::LoadedTls;
+use crate::{KitError, Shutdown};
 
 /// Per-stream receive window of dialled connections: what one stalled
 /// stream may leave unread.
@@ -57,6 +71,153 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
     TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(KEEPALIVE_INTERVAL))
+}
+
+/// How long a client may take to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The mutual-TLS connections accepted on `listener` until `shutdown`, each
+/// with TCP_NODELAY and keepalive, each handshaken with the certificate in
+/// force when it arrived (`tls::LoadedTls`: rotation without a restart).
+/// Handshakes run concurrently, bounded by [`HANDSHAKE_TIMEOUT`], so a
+/// client that stalls in its handshake delays no one else.
+pub fn tls_incoming(
+    listener: TcpListener,
+    tls: LoadedTls,
+    shutdown: Shutdown,
+) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut accepted = incoming(listener);
+        loop {
+            let socket = tokio::select! {
+                next = accepted.next() => match next {
+                    Some(Ok(socket)) => socket,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                    None => return,
+                },
+                _ = shutdown.wait() => return,
+                _ = tx.closed() => return,
+            };
+            let acceptor = TlsAcceptor::from(tls.server_config());
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let peer = socket.peer_addr().ok();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Where orex dials a service: an endpoint with orex's transport settings
+/// whose every connection is made with mutual TLS from the material in force
+/// at that moment, so a reconnect after a certificate rotation presents the
+/// new certificate.
+#[derive(Debug, Clone)]
+pub struct Dialer {
+    endpoint: Endpoint,
+    connector: TlsConnector,
+}
+
+impl Dialer {
+    /// Dials `address` (`https://host:port`), checking that the server's
+    /// certificate names `server_name`. Only `https` addresses are accepted:
+    /// every hop is mutual TLS.
+    pub fn new(address: &str, server_name: &str, tls: &LoadedTls) -> Result<Self, KitError> {
+        let uri: http::Uri = address
+            .parse()
+            .map_err(|e| KitError::Config(format!("address {address:?}: {e}")))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(KitError::Config(format!(
+                "address {address:?}: must start with https:// (every hop is mutual TLS)"
+            )));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| KitError::Config(format!("address {address:?}: no host")))?;
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|e| KitError::Config(format!("server name {server_name:?}: {e}")))?;
+        // tonic sees a plain URI: the connector below does the TLS itself.
+        let endpoint = dial(
+            Endpoint::from_shared(format!("http://{authority}"))
+                .map_err(|e| KitError::Config(format!("address {address:?}: {e}")))?,
+        );
+        Ok(Self {
+            endpoint,
+            connector: TlsConnector {
+                tls: tls.clone(),
+                server_name: name,
+            },
+        })
+    }
+
+    /// Changes endpoint settings (timeouts).
+    pub fn map(mut self, f: impl FnOnce(Endpoint) -> Endpoint) -> Self {
+        self.endpoint = f(self.endpoint);
+        self
+    }
+
+    /// A channel that connects on first use and reconnects as needed.
+    pub fn connect_lazy(&self) -> Channel {
+        self.endpoint
+            .connect_with_connector_lazy(self.connector.clone())
+    }
+
+    /// A channel connected now.
+    pub async fn connect(&self) -> Result<Channel, tonic::transport::Error> {
+        self.endpoint
+            .connect_with_connector(self.connector.clone())
+            .await
+    }
+}
+
+/// Makes one TCP connection and its TLS handshake, with the client
+/// material in force.
+#[derive(Clone)]
+struct TlsConnector {
+    tls: LoadedTls,
+    server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConnector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tonic::codegen::Service<http::Uri> for TlsConnector {
+    type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connector = tokio_rustls::TlsConnector::from(self.tls.client_config());
+        let name = self.server_name.clone();
+        Box::pin(async move {
+            let host = uri.host().ok_or("address without a host")?;
+            let port = uri.port_u16().ok_or("address without a port")?;
+            let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok(TokioIo::new(tls))
+        })
+    }
 }
 
 /// A server builder with orex's HTTP/2 settings (add TLS and routes).
@@ -89,6 +250,31 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+
+    #[test]
+    fn a_service_address_must_be_https() {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let a = rcgen::generate_simple_self_signed(vec!["sharing".into()]).unwrap();
+        let write = |name: &str, text: String| {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+            p
+        };
+        let tls = crate::tls::TlsFiles {
+            ca: write("ca.pem", a.cert.pem()),
+            cert: write("cert.pem", a.cert.pem()),
+            key: write("key.pem", a.signing_key.serialize_pem()),
+        }
+        .load()
+        .unwrap();
+        let err = Dialer::new("http://sharing:7101", "sharing", &tls).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
+        Dialer::new("https://sharing:7101", "sharing", &tls).unwrap();
+        Dialer::new("https://[::1]:7101", "sharing", &tls).unwrap();
+    }
 
     #[tokio::test]
     async fn accepted_sockets_have_nodelay() {

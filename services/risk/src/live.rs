@@ -31,7 +31,6 @@ use orex_proto::sharing::v1::{
     SubscribeReportsResponse,
 };
 use prost_types::Timestamp;
-use tonic::transport::Endpoint;
 
 use crate::assess::{Assessor, Disruption, Settings};
 use crate::reference::ReferenceData;
@@ -307,16 +306,12 @@ impl Follower {
         let Some(source) = &self.source else {
             return Ok(0);
         };
-        let endpoint = orex_kit::transport::dial(
-            Endpoint::from_shared(source.address.clone())
-                .map_err(|e| KitError::Config(format!("sharing.address: {e}")))?,
-        )
-        .tls_config(source.tls.client(&source.server_name))
-        .map_err(|e| KitError::Tls(e.to_string()))?;
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| KitError::Server(format!("cannot reach the sharing service: {e}")))?;
+        let channel =
+            orex_kit::transport::Dialer::new(&source.address, &source.server_name, &source.tls)
+                .map_err(|e| KitError::Config(format!("sharing: {e}")))?
+                .connect()
+                .await
+                .map_err(|e| KitError::Server(format!("cannot reach the sharing service: {e}")))?;
         let after = self.store.cursor()?;
         let mut client = SharingServiceClient::new(channel);
         let mut stream = client

@@ -12,7 +12,7 @@ use orex_proto::common::v1::Mineral;
 use orex_proto::emergency::v1::emergency_service_client::EmergencyServiceClient;
 use orex_proto::emergency::v1::{ListStockpilesRequest, StockpileFilter, stockpile_content};
 use prost_types::Timestamp;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Most pages read for one scenario (50 members × 500 per page is far more
 /// than any partnership).
@@ -58,14 +58,10 @@ impl StockpileSource {
         tls: &LoadedTls,
         timeout: Duration,
     ) -> Result<Self, orex_kit::KitError> {
-        let channel = orex_kit::transport::dial(
-            Endpoint::from_shared(address.to_owned())
-                .map_err(|e| orex_kit::KitError::Config(format!("emergency.address: {e}")))?,
-        )
-        .connect_timeout(timeout)
-        .tls_config(tls.client(server_name))
-        .map_err(|e| orex_kit::KitError::Tls(e.to_string()))?
-        .connect_lazy();
+        let channel = orex_kit::transport::Dialer::new(address, server_name, tls)
+            .map_err(|e| orex_kit::KitError::Config(format!("emergency: {e}")))?
+            .map(|e| e.connect_timeout(timeout))
+            .connect_lazy();
         Ok(Self {
             client: EmergencyServiceClient::new(channel),
             timeout,
