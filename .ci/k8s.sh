@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Kubernetes manifests check: every overlay under k8s/overlays/ rendered with
+# `kubectl kustomize` (offline), then validated with `kubernetes-validate
+# --strict` (unknown fields fail) and scanned with `checkov --framework
+# kubernetes` (offline; any failed check fails, unless the resource carries a
+# `checkov.io/skip<N>: CKV_K8S_xx=<reason>` annotation). Both tools come from
+# PyPI into a venv under target/ (gitignored, reused while the pins match).
+# No cluster is needed or contacted.
+#
+#   bash .ci/k8s.sh          # renders into target/k8s-rendered/<overlay>.yaml
+#
+# tests/e2e/manifests.rs runs the real binaries with the dev overlay's
+# ConfigMaps; this script checks what a cluster would be handed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Pinned together: kubernetes-validate 1.37.0 ships schemas for Kubernetes
+# 1.25-1.37 and validates against 1.37 by default.
+KUBERNETES_VALIDATE_VERSION=1.37.0
+CHECKOV_VERSION=3.3.30
+
+if ! command -v kubectl > /dev/null; then
+  echo "k8s.sh: kubectl not found: it renders the overlays (kubectl kustomize, offline)." >&2
+  exit 1
+fi
+
+# kustomize reads nothing outside the kustomization's folder, so the base
+# carries a copy of the reference data: it must stay the shipped file.
+if ! cmp -s services/reference/data/reference.toml k8s/base/config/reference.toml; then
+  echo "k8s.sh: k8s/base/config/reference.toml differs from services/reference/data/reference.toml;" >&2
+  echo "  copy it: cp services/reference/data/reference.toml k8s/base/config/reference.toml" >&2
+  exit 1
+fi
+
+venv=target/k8s-venv/venv
+stamp="kubernetes-validate==$KUBERNETES_VALIDATE_VERSION checkov==$CHECKOV_VERSION"
+if [[ "$(cat "$venv/.orex-pins" 2> /dev/null || true)" != "$stamp" ]]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  # shellcheck disable=SC2086
+  "$venv/bin/pip" install --quiet --disable-pip-version-check $stamp
+  echo "$stamp" > "$venv/.orex-pins"
+fi
+
+out=target/k8s-rendered
+rm -rf "$out"
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# kubernetes-validate passes unknown fields silently without --strict; make
+# sure --strict, as installed, still refuses one.
+cat > "$work/typo.yaml" << 'EOF'
+apiVersion: v1
+kind: Service
+metadata:
+  name: typo
+spec:
+  selectr: {}
+EOF
+if "$venv/bin/kubernetes-validate" --strict --quiet "$work/typo.yaml" > /dev/null 2>&1; then
+  echo "k8s.sh: kubernetes-validate --strict accepted an unknown field; the check would prove nothing" >&2
+  exit 1
+fi
+
+status=0
+for dir in k8s/overlays/*/; do
+  overlay=$(basename "$dir")
+  rendered="$out/$overlay.yaml"
+  echo "k8s.sh: $overlay: kubectl kustomize $dir"
+  kubectl kustomize "$dir" > "$rendered"
+
+  # cert-manager's kinds have no schema in kubernetes-validate (it knows
+  # Kubernetes' own API only); tests/e2e/manifests.rs checks what the code
+  # needs of them. Any other warning, and every error, fails.
+  set +e
+  "$venv/bin/kubernetes-validate" --strict --quiet "$rendered" > "$work/validate.log" 2>&1
+  rc=$?
+  set -e
+  unexpected=$(grep -v -E "^WARN .* Couldn't find schema for kind (Certificate|Issuer) with api version cert-manager\.io/v1 " "$work/validate.log" || true)
+  if [[ $rc -ne 0 || -n "$unexpected" ]]; then
+    echo "k8s.sh: $overlay: kubernetes-validate --strict failed:" >&2
+    cat "$work/validate.log" >&2
+    status=1
+  else
+    kinds=$(grep -c '^kind:' "$rendered")
+    echo "k8s.sh: $overlay: kubernetes-validate --strict: $kinds resources, no error (cert-manager kinds have no schema there)"
+  fi
+
+  # checkov scans a folder: one folder per overlay, holding only its render.
+  mkdir -p "$work/checkov/$overlay"
+  cp "$rendered" "$work/checkov/$overlay/$overlay.yaml"
+  set +e
+  "$venv/bin/checkov" -d "$work/checkov/$overlay" --framework kubernetes --skip-download \
+    --compact -o json > "$work/checkov.json" 2> "$work/checkov.err"
+  rc=$?
+  set -e
+  if ! "$venv/bin/python" - "$overlay" "$rc" "$work/checkov.json" << 'EOF'
+import json, sys
+
+overlay, rc, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    report = json.load(open(path))
+except ValueError:
+    print(f"k8s.sh: {overlay}: checkov gave no report", file=sys.stderr)
+    sys.exit(1)
+reports = report if isinstance(report, list) else [report]
+passed = failed = 0
+skipped = []
+for r in reports:
+    summary = r.get("summary", {})
+    passed += summary.get("passed", 0)
+    failed += summary.get("failed", 0) + summary.get("parsing_errors", 0)
+    if summary.get("parsing_errors", 0):
+        print(f"k8s.sh: {overlay}: checkov could not parse the render", file=sys.stderr)
+    results = r.get("results", {})
+    for c in results.get("failed_checks", []):
+        print(f"k8s.sh: {overlay}: FAILED {c['check_id']} {c['check_name']} on {c['resource']}", file=sys.stderr)
+    for c in results.get("skipped_checks", []):
+        reason = (c.get("check_result") or {}).get("suppress_comment", "")
+        skipped.append(f"{c['check_id']} on {c['resource']}: {reason}")
+if passed == 0:
+    print(f"k8s.sh: {overlay}: checkov ran no check (nothing parsed?)", file=sys.stderr)
+    sys.exit(1)
+print(f"k8s.sh: {overlay}: checkov: {passed} passed, {failed} failed, {len(skipped)} skipped")
+for s in skipped:
+    print(f"k8s.sh: {overlay}:   skipped {s}")
+sys.exit(1 if failed or rc != 0 else 0)
+EOF
+  then
+    cat "$work/checkov.err" >&2
+    status=1
+  fi
+done
+
+if [[ $status -ne 0 ]]; then
+  echo "k8s.sh: FAILED" >&2
+  exit 1
+fi
+echo "k8s.sh: every overlay renders, validates strictly and passes checkov"
