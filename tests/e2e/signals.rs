@@ -11,7 +11,7 @@ use futures::StreamExt;
 use orex_cli::bundle::Connection;
 use orex_cli::devstack::{self, DevLayout, Ports};
 use orex_e2e::procs::{Proc, free_port};
-use orex_e2e::{content, publish, publish_request, within};
+use orex_e2e::{content, publish_request, within};
 use orex_kit::status::{Reason, reason_of};
 use orex_proto::common::v1::Marking;
 use orex_proto::sharing::v1::{GetReportRequest, SubscribeReportsRequest};
@@ -56,7 +56,11 @@ impl Procs {
         Proc::start(
             "orex-sharing",
             &self.layout.config("sharing.toml"),
-            &[("OREX_SHARING__OPS__LISTEN", self.sharing_ops.to_string())],
+            &[
+                ("OREX_SHARING__OPS__LISTEN", self.sharing_ops.to_string()),
+                ("OREX_LOG_FORMAT", "json".into()),
+                ("RUST_LOG", "info,orex_kit=debug".into()),
+            ],
             self.logs.path(),
         )
     }
@@ -67,7 +71,11 @@ impl Procs {
         Proc::start(
             "orex-gateway",
             &self.layout.config("gateway.toml"),
-            &[("OREX_GATEWAY__OPS__LISTEN", self.gateway_ops.to_string())],
+            &[
+                ("OREX_GATEWAY__OPS__LISTEN", self.gateway_ops.to_string()),
+                ("OREX_LOG_FORMAT", "json".into()),
+                ("RUST_LOG", "info,orex_kit=debug".into()),
+            ],
             self.logs.path(),
         )
     }
@@ -131,7 +139,20 @@ async fn sigterm_drains_the_gateway_and_the_service_and_loses_nothing() {
         .await
         .unwrap()
         .into_inner();
-    let first = publish(&mut client, content(Marking::Green, &[], &[])).await;
+    // A member's own trace id is kept through the gateway into the service.
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut traced = tonic::Request::new(publish_request(content(Marking::Green, &[], &[])));
+    traced.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace}-00f067aa0ba902b7-01").parse().unwrap(),
+    );
+    let first = client
+        .publish_report(traced)
+        .await
+        .unwrap()
+        .into_inner()
+        .report
+        .unwrap();
     let event = within(10, events.next()).await.unwrap().unwrap();
     assert_eq!(event.report.unwrap().id, first.id);
 
@@ -217,6 +238,14 @@ async fn sigterm_drains_the_gateway_and_the_service_and_loses_nothing() {
         .wait_exit(GRACE)
         .expect("the gateway exits within the grace period");
     assert!(exit.success(), "{exit}\n{}", gateway.log_tail());
+    for (name, log) in [("gateway", gateway.log()), ("sharing", sharing.log())] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(trace))
+            .unwrap_or_else(|| panic!("no {name} log line has trace id {trace}:\n{log}"));
+        let json: serde_json::Value = serde_json::from_str(line).expect("JSON log line");
+        assert_eq!(json["span"]["trace_id"], trace, "{line}");
+    }
     assert!(
         gateway.log_tail().contains("access log flushed"),
         "{}",

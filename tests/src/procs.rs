@@ -88,8 +88,8 @@ impl Proc {
         let child = Command::new(binary(binary_name))
             .arg("--config")
             .arg(config)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -133,6 +133,11 @@ impl Proc {
         if let Some(status) = self.child.try_wait().expect("wait") {
             panic!("{} exited ({status}):\n{}", self.name, self.log_tail());
         }
+    }
+
+    /// The process's whole output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines of the process's output.

@@ -24,7 +24,8 @@ const MEMBER: &str = "x-orex-member";
 const SUBJECT: &str = "x-orex-subject";
 const ROLES: &str = "x-orex-roles";
 
-/// Writes `principal` into outgoing metadata.
+/// Writes `principal` into outgoing metadata, with the call's trace id
+/// (`trace`) so the service logs under the same id.
 pub fn attach(principal: &Principal, metadata: &mut MetadataMap) -> Result<(), Status> {
     let value = |s: &str| {
         MetadataValue::try_from(s).map_err(|_| {
@@ -39,6 +40,9 @@ pub fn attach(principal: &Principal, metadata: &mut MetadataMap) -> Result<(), S
     metadata.insert(SUBJECT, value(&principal.subject)?);
     let roles: Vec<&str> = principal.roles.iter().map(|r| r.as_str()).collect();
     metadata.insert(ROLES, value(&roles.join(","))?);
+    if let Some(id) = crate::trace::current() {
+        metadata.insert("traceparent", value(&id.traceparent())?);
+    }
     Ok(())
 }
 

@@ -17,6 +17,7 @@
 //! - [`group_commit`]: the writes of concurrent callers applied, flushed and published together.
 //! - [`stream`]: server streams that replay the event log, then follow it live.
 //! - [`telemetry`]: tracing, JSON in clusters and readable in a terminal.
+//! - [`trace`]: one trace id per call, in its logs and carried to the services.
 //! - [`shutdown`]: one signal that stops servers and ends streams.
 //! - [`status`]: the error model: stable reasons and `google.rpc` details on every status.
 //! - [`transport`]: TCP and HTTP/2 settings of every accepted and dialled connection.
@@ -39,6 +40,7 @@ pub mod status;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
+pub mod trace;
 pub mod tls;
 pub mod transport;
 

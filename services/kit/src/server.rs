@@ -125,6 +125,7 @@ pub async fn serve(
                 Callers::Workloads(guard) => guard.admit(req),
             },
         ))
+        .layer(crate::trace::TraceLayer)
         .layer(MetricsLayer)
         .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
