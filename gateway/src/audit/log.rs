@@ -106,6 +106,16 @@ fn check_against_witness(
     }
 }
 
+/// The refusal to open `what`, which holds log `theirs`, as log `ours`.
+fn another_log(what: &str, theirs: &str, ours: &str) -> KitError {
+    KitError::Config(format!(
+        "audit.log_id: {what} holds the log {theirs:?}, but this gateway is configured to write \
+         {ours:?}. A log keeps its id for life (auditors follow each log by its id): set \
+         audit.log_id (OREX_GATEWAY__AUDIT__LOG_ID) back to {theirs:?}, or, if that log is \
+         another gateway replica's, give this gateway its own data_dir and witness"
+    ))
+}
+
 /// SHA-256 (lower-case hex) of a record's contents: its protobuf encoding
 /// with the chain fields (`prev_hash`, `hash`, `content_hash`) empty and
 /// `redacted` false.
@@ -277,10 +287,24 @@ impl AuditLog {
             },
         )?;
         let checkpoints = store.tree("audit_checkpoints")?;
-        let signed = match checkpoints.last()? {
-            Some((_, v)) => decode_value::<Checkpoint>(&v)?.log_size,
-            None => 0,
+        let store_newest = match checkpoints.last()? {
+            Some((_, v)) => Some(decode_value::<Checkpoint>(&v)?),
+            None => None,
         };
+        let signed = store_newest.as_ref().map_or(0, |c| c.log_size);
+        // A log keeps its name for life. With several gateway replicas a
+        // store or witness naming another log is a configuration mistake
+        // (a changed log id, another replica's volume), not damage: say so
+        // before any integrity check would send the operator to a backup.
+        if let Some(cp) = &store_newest
+            && cp.log_id != config.log_id
+        {
+            return Err(another_log(
+                &format!("the access log in {}", config.data_dir.display()),
+                &cp.log_id,
+                &config.log_id,
+            ));
+        }
         let log = EventLog::open(&store, "audit_records")?;
         let head = match log.tree().last()? {
             Some((_, v)) => decode_value::<AccessRecord>(&v)?.hash,
@@ -290,6 +314,15 @@ impl AuditLog {
         // witness says was signed? Fail closed if not.
         let witness_path = config.witness_path();
         let (witness, seen) = Witness::open(&witness_path)?;
+        if let Some(newest) = &seen.newest
+            && newest.log_id != config.log_id
+        {
+            return Err(another_log(
+                &format!("the witness {}", witness_path.display()),
+                &newest.log_id,
+                &config.log_id,
+            ));
+        }
         let public_key = signer.public_key().as_ref().to_vec();
         match &seen.newest {
             Some(newest) => check_against_witness(
@@ -312,8 +345,7 @@ impl AuditLog {
                 // A new witness (first start, or an operator moved the old
                 // one aside): it starts at the store's newest checkpoint.
                 // The log must hold that one too.
-                if let Some((_, v)) = checkpoints.last()? {
-                    let cp = decode_value::<Checkpoint>(&v)?;
+                if let Some(cp) = store_newest {
                     check_against_witness(&log, &checkpoints, &public_key, &config.log_id, &cp)
                         .map_err(|why| {
                             KitError::Integrity(format!(
@@ -555,21 +587,32 @@ mod tests {
     use crate::audit::verify::verify;
 
     fn open(dir: &std::path::Path, every_records: u64) -> AuditLog {
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        AuditLog::open(&config(dir, "data", "orex-gateway/test", every_records)).unwrap()
+    }
+
+    /// A log in `dir/data_dir` signed with `dir`'s key (made on first use).
+    fn config(
+        dir: &std::path::Path,
+        data_dir: &str,
+        log_id: &str,
+        every_records: u64,
+    ) -> AuditConfig {
         let key_path = dir.join("signing.key.pem");
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        AuditLog::open(&AuditConfig {
-            data_dir: dir.join("data"),
+        if !key_path.exists() {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+            std::fs::write(&key_path, key.serialize_pem()).unwrap();
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        AuditConfig {
+            data_dir: dir.join(data_dir),
             signing_key: key_path,
             key_id: "test-1".into(),
-            log_id: "orex-gateway/test".into(),
+            log_id: log_id.into(),
             checkpoint_every_records: every_records,
             checkpoint_interval_seconds: 3600,
             cache_mib: 16,
             witness: None,
-        })
-        .unwrap()
+        }
     }
 
     fn record(subject: &str) -> AccessRecord {
@@ -630,5 +673,32 @@ mod tests {
             v.problem,
             Some(crate::audit::verify::Problem::Signature { log_size: 1 })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_log_reopened_under_another_id_is_refused_as_a_configuration_mistake() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = open(dir.path(), 1000);
+            log.append(record("a")).await.unwrap();
+            log.checkpoint().await.unwrap().unwrap();
+            log.flush().unwrap();
+        }
+        let renamed = config(dir.path(), "data", "orex-gateway/gateway-0", 1000);
+        let err = AuditLog::open(&renamed).unwrap_err();
+        assert!(matches!(err, KitError::Config(_)), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("audit.log_id"), "{err}");
+        assert!(err.contains("\"orex-gateway/test\""), "{err}");
+        // The witness says the same when the store has no checkpoint to go
+        // by: a new store in the same place as another log's witness.
+        let beside = AuditConfig {
+            data_dir: dir.path().join("elsewhere"),
+            witness: Some(dir.path().join("data.witness")),
+            ..renamed
+        };
+        let err = AuditLog::open(&beside).unwrap_err().to_string();
+        assert!(err.contains("the witness"), "{err}");
+        assert!(err.contains("\"orex-gateway/test\""), "{err}");
     }
 }

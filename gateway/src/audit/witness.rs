@@ -19,10 +19,18 @@
 //! A torn last line (a crash while appending) is ignored with a warning;
 //! any other damaged line makes the witness itself untrustworthy and the
 //! gateway refuses to start.
+//!
+//! A witness vouches for one log. With several gateway replicas each keeps
+//! its own (the default path sits beside each replica's own `data_dir`); a
+//! gateway holds an exclusive advisory lock (`flock`) on its witness while it
+//! runs, so a second gateway configured with the same file — two replicas
+//! sharing a volume, say — refuses to start instead of interleaving two
+//! logs' checkpoints in one file.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -31,7 +39,12 @@ use orex_proto::audit::v1::Checkpoint;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-/// The append-only checkpoint file. Appends are serialised and synced.
+/// How long a starting gateway waits for another process to let go of the
+/// witness (a gateway being replaced on the same volume) before refusing.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// The append-only checkpoint file, locked for this gateway while it is
+/// open. Appends are serialised and synced.
 #[derive(Debug)]
 pub struct Witness {
     path: PathBuf,
@@ -50,14 +63,18 @@ pub struct Witnessed {
 impl Witness {
     /// Opens (or creates) the witness at `path` and reads its newest
     /// checkpoint. A damaged line other than a torn last one is an error.
+    /// Another process holding the file's lock is waited for (up to ten
+    /// seconds), then refused: a witness serves one gateway at a time.
     pub fn open(path: &Path) -> Result<(Witness, Witnessed), KitError> {
         let existed = path.exists();
-        let newest = if existed { read_newest(path)? } else { None };
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|e| KitError::Config(format!("audit witness {}: {e}", path.display())))?;
+        lock(&file, path, LOCK_WAIT)?;
+        // Read under the lock: nobody else appends meanwhile.
+        let newest = if existed { read_newest(path)? } else { None };
         Ok((
             Witness {
                 path: path.to_owned(),
@@ -79,6 +96,38 @@ impl Witness {
     /// Where the witness is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Takes the exclusive lock on the witness, waiting up to `wait` for
+/// another holder to let go. A filesystem without locks is accepted with a
+/// warning (the lock guards against a misconfiguration, not an attacker).
+fn lock(file: &std::fs::File, path: &Path, wait: Duration) -> Result<(), KitError> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(KitError::Config(format!(
+                    "audit.witness {} is locked by another running gateway: a witness \
+                     vouches for one log, so every gateway replica needs its own \
+                     (the default, <data_dir>.witness, is per replica when each \
+                     replica has its own data_dir)",
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    error = %e,
+                    "cannot lock the audit witness; make sure no other gateway uses it"
+                );
+                return Ok(());
+            }
+        }
     }
 }
 
@@ -161,6 +210,26 @@ mod tests {
         let (_, seen) = Witness::open(&path).unwrap();
         assert!(seen.existed);
         assert_eq!(seen.newest.unwrap().log_size, 20);
+    }
+
+    #[test]
+    fn a_witness_in_use_by_another_gateway_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w");
+        let (first, _) = Witness::open(&path).unwrap();
+        let other = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let err = lock(&other, &path, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, KitError::Config(_)), "{err}");
+        assert!(
+            err.to_string()
+                .contains("locked by another running gateway")
+        );
+        // Let go (the gateway stopped): the next one takes it.
+        drop(first);
+        lock(&other, &path, Duration::ZERO).unwrap();
     }
 
     #[test]
