@@ -12,6 +12,7 @@ mod isolation;
 mod lifecycle;
 mod log_integrity;
 mod malformed;
+mod manifests;
 mod operations;
 mod overload;
 mod risk;
