@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use orex_cli::commands::{
-    self, audit::AuditCommand, emergency::EmergencyCommand, report::ReportCommand,
-    risk::RiskCommand, stockpile::StockpileCommand,
+    self, admin::AdminCommand, audit::AuditCommand, emergency::EmergencyCommand,
+    report::ReportCommand, risk::RiskCommand, stockpile::StockpileCommand,
 };
 use orex_cli::devstack::{DevLayout, Ports};
 
@@ -86,6 +86,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Operators' actions on a server: backups of its store.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Development tooling.
     Dev {
         #[command(subcommand)]
@@ -160,6 +165,7 @@ async fn main() -> ExitCode {
                     .into(),
             )),
         },
+        Command::Admin { command } => commands::admin::run(command).await,
         Command::Audit { bundle, command } => match bundle {
             Some(bundle) => commands::audit::run(&bundle, command).await,
             None => Err(orex_cli::CliError::Invalid(

@@ -201,6 +201,7 @@ impl Prepared {
                 },
                 service_names: &names,
                 ops: self.ops,
+                store: Some(self.audit.store()),
                 refused: Some(refused),
             },
             shutdown.clone(),

@@ -13,6 +13,12 @@ pub mod codec;
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/orex_descriptor.bin"));
 
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("orex.admin.v1");
+    }
+}
+
 pub mod common {
     pub mod v1 {
         tonic::include_proto!("orex.common.v1");

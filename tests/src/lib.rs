@@ -217,6 +217,7 @@ impl Stack {
                 routes: tonic::service::Routes::new(svc),
                 service_names: &["orex.sharing.v1.SharingService"],
                 ops: Default::default(),
+                store: None,
                 refused: None,
             },
             shutdown.clone(),

@@ -1,5 +1,6 @@
 //! What each `orex` subcommand does; `main.rs` only parses arguments.
 
+pub mod admin;
 pub mod audit;
 pub mod dev;
 pub mod emergency;

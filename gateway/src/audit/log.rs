@@ -389,6 +389,11 @@ impl AuditLog {
         self.inner.signer.public_key().as_ref().to_vec()
     }
 
+    /// The store holding the log (for backups: `orex_kit::admin`).
+    pub fn store(&self) -> Store {
+        self.inner.store.clone()
+    }
+
     /// Makes every later append fail (or work again), to prove that the
     /// gateway refuses calls it cannot record. A failure-injection switch for
     /// tests and drills; nothing in the gateway's API can reach it.

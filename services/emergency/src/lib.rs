@@ -58,6 +58,8 @@ pub struct Prepared {
     hangups: [orex_kit::reload::HangupSignal; 2],
     tls: LoadedTls,
     store: store::EmergencyStore,
+    /// The sled store under `store` (backups).
+    sled: Store,
     tokens: Arc<PageTokens>,
 }
 
@@ -92,6 +94,7 @@ pub fn prepare(config: EmergencyConfig) -> Result<Prepared, KitError> {
         hangups,
         tls,
         store,
+        sled,
         tokens,
     })
 }
@@ -132,6 +135,7 @@ impl Prepared {
                 routes: Routes::new(svc),
                 service_names: &[SERVICE_NAME],
                 ops: self.config.ops.clone(),
+                store: Some(self.sled.clone()),
                 refused: None,
             },
             shutdown.clone(),

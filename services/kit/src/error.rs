@@ -30,6 +30,9 @@ pub enum KitError {
     #[error("store flush failed: {0}")]
     Flush(String),
     /// A stored value does not decode: the store is damaged.
+    #[error("backup: {0}")]
+    Backup(String),
+
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// Stored data contradicts what the process knows it wrote (a log

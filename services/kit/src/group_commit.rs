@@ -282,7 +282,13 @@ impl<Op: Send + 'static, Out: Send + 'static> GroupCommit<Op, Out> {
                 replies.push(p.applied);
                 unflushed.durables.push(p.durable);
             }
-            let result = match w.apply(ops) {
+            // Under the store's write gate: a backup snapshot sees whole
+            // batches only (`backup`).
+            let applied = {
+                let _gate = w.store.gate().read().await;
+                w.apply(ops)
+            };
+            let result = match applied {
                 Ok((upto, outs)) => {
                     for (reply, out) in replies.into_iter().zip(outs) {
                         let _ = reply.send(Ok(out));

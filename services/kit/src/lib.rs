@@ -1,6 +1,8 @@
 //! The kit every orex server is built from, so that TLS, identities,
 //! telemetry, shutdown and durable storage are written once.
 //!
+//! - [`admin`]: the operators' service on every server (backups), closed by default.
+//! - [`backup`]: the backup file, consistent snapshots and offline restore.
 //! - [`binary`]: the shared `main` of every server binary.
 //! - [`config`]: typed config from a TOML file plus `OREX_<BINARY>__` env overrides.
 //! - [`tls`]: mutual-TLS server and client setup from PEM files.
@@ -22,6 +24,8 @@
 //! - [`status`]: the error model: stable reasons and `google.rpc` details on every status.
 //! - [`transport`]: TCP and HTTP/2 settings of every accepted and dialled connection.
 
+pub mod admin;
+pub mod backup;
 pub mod binary;
 pub mod config;
 pub mod error;
@@ -40,8 +44,8 @@ pub mod status;
 pub mod store;
 pub mod stream;
 pub mod telemetry;
-pub mod trace;
 pub mod tls;
+pub mod trace;
 pub mod transport;
 
 pub use error::KitError;

@@ -25,6 +25,10 @@ pub struct OpsConfig {
     /// cluster). Default: not served.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Workloads that may call the admin service on the mutual-TLS port
+    /// (backups: `["backup"]`), and only it. Default: none — closed.
+    #[serde(default)]
+    pub admin_workloads: Vec<String>,
 }
 
 /// Binds the ops port if configured. Bound before the service port is

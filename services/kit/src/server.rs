@@ -8,12 +8,15 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
+use crate::admin::{Admin, AdminCaller, AdminGate};
 use crate::forwarded::WorkloadGuard;
 use crate::metrics::MetricsLayer;
 use crate::ops::OpsConfig;
 use crate::request_errors::{Observer, RequestErrorsLayer};
+use crate::store::Store;
 use crate::tls::LoadedTls;
 use crate::{KitError, Shutdown};
+use orex_proto::admin::v1::admin_service_server::AdminServiceServer;
 
 /// Who may call a server at all (beyond holding a certificate from the CA).
 #[derive(Debug, Clone)]
@@ -35,8 +38,11 @@ pub struct Serving<'a> {
     pub routes: Routes,
     /// Reported SERVING to health checks until shutdown starts.
     pub service_names: &'a [&'a str],
-    /// The plain-text health and metrics port (`ops`), if configured.
+    /// The plain-text health and metrics port (`ops`), if configured, and
+    /// the workloads admitted to the admin service.
     pub ops: OpsConfig,
+    /// The store the admin service backs up (none: no backups).
+    pub store: Option<Store>,
     /// Told of every request refused before a handler ran (the gateway
     /// records them in its access log).
     pub refused: Option<Observer>,
@@ -68,6 +74,7 @@ pub async fn serve(
         routes,
         service_names,
         ops,
+        store,
         refused,
     } = serving;
     let ops_listener = crate::ops::bind(&ops).await?;
@@ -87,6 +94,11 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| KitError::Server(e.to_string()))?;
+    let mut routes = routes;
+    if let Some(store) = store {
+        let label = format!("{} {}", service_names.join(","), env!("CARGO_PKG_VERSION"));
+        routes = routes.add_service(AdminServiceServer::new(Admin::new(store, label)));
+    }
     let routes = routes
         .add_service(health)
         .add_service(reflection_v1)
@@ -119,8 +131,11 @@ pub async fn serve(
     };
     tls.watch(&shutdown);
     let server = crate::transport::server()
+        .layer(AdminGate::new(ops.admin_workloads.clone()))
         .layer(tonic::service::InterceptorLayer::new(
             move |req: tonic::Request<()>| match &callers {
+                // Admitted by the admin gate, to the admin service only.
+                _ if req.extensions().get::<AdminCaller>().is_some() => Ok(req),
                 Callers::AnyCertified => Ok(req),
                 Callers::Workloads(guard) => guard.admit(req),
             },

@@ -87,6 +87,10 @@ pub struct Store {
     flush_requests: mpsc::Sender<FlushRequest>,
     /// Dropped with the last clone: the size gauge then forgets this store.
     _alive: Arc<()>,
+    /// Held shared by every group commit while it applies a batch, and
+    /// exclusively by a backup while it reads (`backup`).
+    gate: Arc<tokio::sync::RwLock<()>>,
+    path: Arc<std::path::PathBuf>,
 }
 
 impl Store {
@@ -152,7 +156,25 @@ impl Store {
             db,
             flush_requests,
             _alive: alive,
+            gate: Arc::new(tokio::sync::RwLock::new(())),
+            path: Arc::new(dir.to_owned()),
         })
+    }
+
+    /// The write gate: writers hold it shared while applying, a backup
+    /// exclusively while reading.
+    pub fn gate(&self) -> &Arc<tokio::sync::RwLock<()>> {
+        &self.gate
+    }
+
+    /// The database, for whole-store reads (backups).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The store's folder.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Opens a named tree (a keyspace) of this database.

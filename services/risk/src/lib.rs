@@ -64,6 +64,8 @@ pub struct Prepared {
     hangups: [orex_kit::reload::HangupSignal; 2],
     tls: LoadedTls,
     store: RiskStore,
+    /// The sled store under `store` (backups).
+    sled: Store,
     live: live::SharedLive,
     tokens: Arc<PageTokens>,
 }
@@ -138,6 +140,7 @@ pub fn prepare(config: RiskConfig) -> Result<Prepared, KitError> {
         hangups,
         tls,
         store,
+        sled,
         live,
         tokens,
     })
@@ -253,6 +256,7 @@ impl Prepared {
                 routes: Routes::new(svc),
                 service_names: &[SERVICE_NAME],
                 ops: self.config.ops.clone(),
+                store: Some(self.sled.clone()),
                 refused: None,
             },
             shutdown.clone(),

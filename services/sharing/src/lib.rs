@@ -96,6 +96,7 @@ impl Prepared {
                 routes: Routes::new(svc),
                 service_names: &[SERVICE_NAME],
                 ops: self.config.ops.clone(),
+                store: Some(self.store.kit_store()),
                 refused: None,
             },
             shutdown.clone(),

@@ -98,6 +98,11 @@ pub struct ReportStore {
 }
 
 impl ReportStore {
+    /// The underlying store (for backups: `orex_kit::admin`).
+    pub fn kit_store(&self) -> Store {
+        self.store.clone()
+    }
+
     /// Opens the store in `dir`.
     pub fn open(dir: &Path, config: &StoreConfig) -> Result<Self, SharingError> {
         let store = Store::open(dir, config)?;

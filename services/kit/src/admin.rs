@@ -1,0 +1,269 @@
+//! `orex.admin.v1.AdminService` on every server: what operators' tooling
+//! calls (`orex admin backup`). Closed unless `[ops] admin_workloads` names
+//! the workloads that may call it; [`AdminGate`], around every server, lets
+//! those workloads reach this service and nothing else, and keeps everyone
+//! else out of it.
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::BoxFuture;
+use orex_proto::admin::v1::admin_service_server::AdminService;
+use orex_proto::admin::v1::{BackupRequest, BackupResponse};
+use tokio::io::AsyncReadExt;
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tonic::codegen::http;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic::{Code, Request, Response, Status};
+
+use crate::identity::PeerIdentity;
+use crate::status::{self, Reason};
+use crate::store::Store;
+
+/// The path prefix of the admin service's methods.
+const PREFIX: &str = "/orex.admin.v1.AdminService/";
+
+/// Bytes per streamed backup message.
+const CHUNK: usize = 64 * 1024;
+
+/// The workload an admin call was admitted for (set by [`AdminGate`]).
+#[derive(Debug, Clone)]
+pub struct AdminCaller(pub String);
+
+/// The admin service of one server.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    store: Store,
+    server: String,
+}
+
+impl Admin {
+    /// Serves backups of `store` for the binary `server` (`orex-sharing`).
+    pub fn new(store: Store, server: impl Into<String>) -> Self {
+        Self {
+            store,
+            server: server.into(),
+        }
+    }
+}
+
+/// A temporary snapshot file, removed when the stream that sends it ends or
+/// is dropped.
+struct Snapshot(PathBuf);
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+type BackupStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<BackupResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AdminService for Admin {
+    type BackupStream = BackupStream;
+
+    async fn backup(
+        &self,
+        request: Request<BackupRequest>,
+    ) -> Result<Response<BackupStream>, Status> {
+        let Some(AdminCaller(caller)) = request.extensions().get::<AdminCaller>().cloned() else {
+            return Err(refused("this caller"));
+        };
+        // Writes wait from here until the snapshot is read.
+        let gate = self.store.gate().clone().write_owned().await;
+        let path =
+            std::env::temp_dir().join(format!("orex-backup-{}.partial", uuid::Uuid::new_v4()));
+        let snapshot = Snapshot(path.clone());
+        let (store, server) = (self.store.clone(), self.server.clone());
+        let summary = tokio::task::spawn_blocking(move || {
+            let _gate = gate;
+            let mut file = private_file(&path)?;
+            let summary = crate::backup::write_snapshot(&store, &server, &mut file)?;
+            file.flush()
+                .and_then(|()| file.sync_all())
+                .map_err(|e| crate::KitError::Backup(e.to_string()))?;
+            Ok::<_, crate::KitError>(summary)
+        })
+        .await
+        .map_err(|e| {
+            status::error(
+                Code::Internal,
+                Reason::Internal,
+                format!("backup task: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            tracing::error!(error = %e, "backup failed");
+            status::error(
+                Code::Unavailable,
+                Reason::Internal,
+                format!("the snapshot could not be written: {e}"),
+            )
+        })?;
+        tracing::info!(
+            %caller,
+            entries = summary.entries,
+            sha256 = %summary.sha256,
+            "backup snapshot taken"
+        );
+        let file = tokio::fs::File::open(&snapshot.0).await.map_err(|e| {
+            status::error(
+                Code::Internal,
+                Reason::Internal,
+                format!("snapshot file: {e}"),
+            )
+        })?;
+        let stream = futures::stream::unfold(Some((file, snapshot)), |state| async move {
+            let (mut file, snapshot) = state?;
+            let mut buf = vec![0u8; CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(BackupResponse { data: buf }), Some((file, snapshot))))
+                }
+                Err(e) => Some((
+                    Err(status::error(
+                        Code::Internal,
+                        Reason::Internal,
+                        format!("reading the snapshot: {e}"),
+                    )),
+                    None,
+                )),
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Creates `path` readable by this user only: it holds the whole store.
+fn private_file(path: &std::path::Path) -> Result<std::fs::File, crate::KitError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+        .open(path)
+        .map_err(|e| crate::KitError::Backup(format!("{}: {e}", path.display())))
+}
+
+fn refused(who: &str) -> Status {
+    status::error(
+        Code::PermissionDenied,
+        Reason::WorkloadNotAllowed,
+        format!("{who} may not call the admin service (see [ops] admin_workloads)"),
+    )
+}
+
+/// Keeps the admin service to the workloads in `[ops] admin_workloads`, and
+/// those workloads to the admin service; see the module documentation.
+#[derive(Debug, Clone, Default)]
+pub struct AdminGate {
+    allowed: Arc<Vec<String>>,
+}
+
+impl AdminGate {
+    /// Admits `allowed` workloads to the admin service (none: closed).
+    pub fn new(allowed: Vec<String>) -> Self {
+        Self {
+            allowed: Arc::new(allowed),
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for AdminGate {
+    type Service = Gated<S>;
+
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            allowed: self.allowed.clone(),
+        }
+    }
+}
+
+/// The service [`AdminGate`] wraps around a server's routes.
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    allowed: Arc<Vec<String>>,
+}
+
+impl<S> fmt::Debug for Gated<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gated")
+            .field("allowed", &self.allowed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, R> Service<http::Request<B>> for Gated<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    R: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let peer = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(|i| i.peer_certs())
+            .and_then(|certs| {
+                let leaf = certs.first()?;
+                crate::identity::peer_from_der(leaf.as_ref()).ok()
+            })
+            .map(|p| p.identity);
+        let admin_workload = match &peer {
+            Some(PeerIdentity::Workload(name)) if self.allowed.contains(name) => Some(name.clone()),
+            _ => None,
+        };
+        let to_admin = req.uri().path().starts_with(PREFIX);
+        match (to_admin, admin_workload) {
+            (true, Some(name)) => {
+                req.extensions_mut().insert(AdminCaller(name));
+                let answered = self.inner.call(req);
+                Box::pin(async move { Ok(answered.await?.map(Body::new)) })
+            }
+            (false, None) => {
+                let answered = self.inner.call(req);
+                Box::pin(async move { Ok(answered.await?.map(Body::new)) })
+            }
+            (true, None) => {
+                let who =
+                    peer.map_or_else(|| "a caller without an identity".into(), |p| p.to_string());
+                tracing::warn!(peer = %who, "refused an admin call");
+                let answer = refused(&who).into_http();
+                Box::pin(async move { Ok(answer) })
+            }
+            // An admin workload may call the admin service only.
+            (false, Some(name)) => {
+                let answer = status::error(
+                    Code::PermissionDenied,
+                    Reason::WorkloadNotAllowed,
+                    format!("the admin workload {name} may call only the admin service"),
+                )
+                .into_http();
+                Box::pin(async move { Ok(answer) })
+            }
+        }
+    }
+}
