@@ -460,6 +460,44 @@ fn the_dev_overlay_carries_the_shipped_reference_data_and_orex_ups_policy() {
     }
 }
 
+/// The prod overlay's policy is a template with placeholders, but one the
+/// gateway accepts as it stands once the issuer keys it names exist: an
+/// operator replaces values, not the format.
+#[test]
+fn the_prod_overlays_policy_loads_in_the_gateway() {
+    let m = Manifests::render("k8s/overlays/prod");
+    let partnership = m
+        .config_map("orex-partnership")
+        .expect("ConfigMap orex-partnership");
+    assert!(partnership["reference.toml"] == devstack::SHIPPED_REFERENCE_DATA);
+    let dir = tempfile::tempdir().unwrap();
+    // The pod's layout: /etc/orex/partnership/policy.toml, /etc/orex/issuers/.
+    let policy = dir.path().join("partnership/policy.toml");
+    std::fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(dir.path().join("issuers")).unwrap();
+    std::fs::write(&policy, &partnership["policy.toml"]).unwrap();
+    let table: toml::Table = partnership["policy.toml"].parse().unwrap();
+    let members = table["members"].as_array().expect("[[members]]");
+    assert!(!members.is_empty());
+    for member in members {
+        for issuer in member["issuers"].as_array().into_iter().flatten() {
+            let key = issuer["public_key"].as_str().unwrap();
+            assert!(
+                key.starts_with("../issuers/"),
+                "{key}: issuer keys come from the ConfigMap {OPERATOR_CONFIGMAP_ISSUERS}"
+            );
+            let pem = orex_cli::devpki::IssuerKeys::generate().unwrap().public_pem;
+            std::fs::write(dir.path().join("partnership").join(key), pem).unwrap();
+        }
+    }
+    let gateway: toml::Table = m.config_map_named("orex-gateway-config")["gateway.toml"]
+        .parse()
+        .unwrap();
+    let audience = gateway["tokens"]["audience"].as_str().unwrap();
+    orex_gateway::policy::PolicyHandle::load(policy, audience, 30)
+        .unwrap_or_else(|e| panic!("k8s/overlays/prod/config/policy.toml: {e}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binaries_serve_together_on_the_dev_overlays_configmaps() {
     let m = Manifests::render(OVERLAY);
