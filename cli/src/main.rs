@@ -78,11 +78,22 @@ enum Command {
         #[command(subcommand)]
         command: EmergencyCommand,
     },
-    /// The access log, for auditors, through the gateway.
+    /// The access log, for auditors, through the gateway — or, with
+    /// --replicas, every gateway replica's own log.
     Audit {
         /// An auditor's client bundle folder.
         #[arg(long, env = "OREX_BUNDLE", global = true)]
         bundle: Option<PathBuf>,
+        /// Read every gateway replica's own access log at its own address
+        /// instead of the bundle's gateway: HOST:PORT, repeatable; a name
+        /// stands for every address it resolves to (in Kubernetes the
+        /// headless Service, gateway-replicas.<namespace>.svc:7100). Every
+        /// replica's certificate is checked for the bundle's server_name.
+        /// query merges the logs by time, export writes one log after the
+        /// other, verify checks each log on its own; lines and rows name
+        /// their log id and replica.
+        #[arg(long = "replicas", value_name = "HOST:PORT", global = true)]
+        replicas: Vec<String>,
         #[command(subcommand)]
         command: AuditCommand,
     },
@@ -166,8 +177,12 @@ async fn main() -> ExitCode {
             )),
         },
         Command::Admin { command } => commands::admin::run(command).await,
-        Command::Audit { bundle, command } => match bundle {
-            Some(bundle) => commands::audit::run(&bundle, command).await,
+        Command::Audit {
+            bundle,
+            replicas,
+            command,
+        } => match bundle {
+            Some(bundle) => commands::audit::run_on(&bundle, &replicas, command).await,
             None => Err(orex_cli::CliError::Invalid(
                 "--bundle (or OREX_BUNDLE) is required: the folder of your auditor bundle".into(),
             )),

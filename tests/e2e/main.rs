@@ -2,6 +2,7 @@
 //! stores. Each test starts its own stack with [`orex_e2e::Stack::spawn`].
 
 mod audit;
+mod audit_replicas;
 mod audit_scale;
 mod authentication;
 mod authorization;

@@ -45,6 +45,19 @@ pub struct Stack {
     emergency: Option<(Shutdown, Task)>,
     gateway: Option<(Shutdown, Task)>,
     gateway_handles: Option<devstack::GatewayHandles>,
+    second_gateway: Option<SecondGateway>,
+}
+
+/// The log id of the second gateway replica ([`Stack::start_second_gateway`]).
+pub const SECOND_LOG_ID: &str = "orex-gateway/dev-2";
+
+/// A second gateway replica in front of the same services, as a
+/// StatefulSet's second pod: its own port, data folder, witness and log id;
+/// the same certificate, policy, signing key and key id.
+#[derive(Debug)]
+struct SecondGateway {
+    addr: SocketAddr,
+    running: Option<(Shutdown, Task, devstack::GatewayHandles)>,
 }
 
 impl Stack {
@@ -104,6 +117,7 @@ impl Stack {
             emergency: None,
             gateway: Some((shutdown, task)),
             gateway_handles: Some(gateway_handles),
+            second_gateway: None,
         };
         if rogue {
             stack.start_rogue_sharing(sharing_l);
@@ -253,6 +267,7 @@ impl Stack {
     /// Stops everything.
     pub async fn stop(mut self) {
         // Front door first, so no member call is in flight when services stop.
+        self.stop_second_gateway().await;
         self.stop_gateway().await;
         self.stop_emergency().await;
         self.stop_risk().await;
@@ -316,38 +331,116 @@ impl Stack {
     /// does — or as someone in control of the gateway's host could. The
     /// next start begins a new witness at the store's newest checkpoint.
     pub fn discard_audit_witness(&self) {
-        let w = self.audit_witness();
-        std::fs::rename(&w, w.with_extension("witness.discarded")).expect("move the witness");
+        discard_witness_of(&self.layout.data("gateway"));
     }
 
     /// Damages the stopped gateway's store the way sled's recovery does
     /// when record `from` is corrupted on disk: that record, every later one
     /// and every checkpoint are gone (sled keeps the longest intact prefix).
     pub fn lose_audit_tail(&self, from: u64) {
-        // sled's background thread lets go of the folder's lock only at its
-        // next tick after the gateway dropped the store: wait for the lock
-        // (bounded), not for a time.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        let db = loop {
-            match sled::open(self.layout.data("gateway")) {
-                Ok(db) => break db,
-                Err(e)
-                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => panic!("open the stopped gateway's store: {e}"),
-            }
+        lose_audit_tail_in(&self.layout.data("gateway"), from);
+    }
+
+    /// Starts a second gateway replica in front of the same services, as
+    /// a StatefulSet's second pod: its own port, data folder
+    /// (`data/gateway-2`, witness beside it) and log id ([`SECOND_LOG_ID`]),
+    /// with the first one's certificate, policy and signing key. Started
+    /// again after [`stop_second_gateway`](Self::stop_second_gateway), it
+    /// serves the same port and log. Returns its address.
+    pub async fn start_second_gateway(&mut self) -> SocketAddr {
+        self.start_second_gateway_as(SECOND_LOG_ID).await
+    }
+
+    /// [`start_second_gateway`](Self::start_second_gateway) writing the log
+    /// `log_id` (the first gateway's, to show what a shared id does).
+    pub async fn start_second_gateway_as(&mut self, log_id: &str) -> SocketAddr {
+        let listener = match &self.second_gateway {
+            Some(second) => TcpListener::bind(second.addr).await.expect("rebind"),
+            None => TcpListener::bind("127.0.0.1:0").await.expect("bind"),
         };
-        let records = db.open_tree("audit_records").expect("records");
-        for item in records.range((from + 1).to_be_bytes()..) {
-            records.remove(item.expect("record").0).expect("remove");
+        let addr = listener.local_addr().expect("address");
+        // gateway.toml with this replica's own port, data folder and log id,
+        // as the StatefulSet's per-pod volume and OREX_GATEWAY__AUDIT__LOG_ID
+        // give each pod.
+        let text = std::fs::read_to_string(self.layout.config("gateway.toml")).expect("config");
+        let mut own = String::new();
+        for line in text.lines() {
+            let line = if line.starts_with("listen = ") {
+                format!("listen = \"{addr}\"")
+            } else if line.starts_with("data_dir = ") {
+                "data_dir = \"../data/gateway-2\"".to_owned()
+            } else if line.starts_with("log_id = ") {
+                format!("log_id = \"{log_id}\"")
+            } else {
+                line.to_owned()
+            };
+            own.push_str(&line);
+            own.push('\n');
         }
-        db.open_tree("audit_checkpoints")
-            .expect("checkpoints")
-            .clear()
-            .expect("clear");
-        db.flush().expect("flush");
+        let path = self.layout.config("gateway-2.toml");
+        std::fs::write(&path, own).expect("write the second gateway's config");
+        let config = orex_gateway::GatewayConfig::load(&path).expect("second gateway config");
+        let prepared = orex_gateway::prepare(config).expect("second gateway start");
+        let handles = devstack::GatewayHandles {
+            policy: prepared.policy(),
+            audit: prepared.audit(),
+        };
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn(prepared.serve(listener, shutdown.clone()));
+        self.second_gateway = Some(SecondGateway {
+            addr,
+            running: Some((shutdown, task, handles)),
+        });
+        addr
+    }
+
+    /// The second gateway replica's address.
+    pub fn second_gateway_addr(&self) -> SocketAddr {
+        self.second_gateway.as_ref().expect("second gateway").addr
+    }
+
+    /// The running second gateway replica's access log.
+    pub fn second_audit_log(&self) -> &orex_gateway::audit::AuditLog {
+        &self
+            .second_gateway
+            .as_ref()
+            .and_then(|g| g.running.as_ref())
+            .expect("second gateway running")
+            .2
+            .audit
+    }
+
+    /// The second gateway replica's data folder (its access log).
+    pub fn second_gateway_data(&self) -> PathBuf {
+        self.layout.data("gateway-2")
+    }
+
+    /// Stops the second gateway replica gracefully (last checkpoint signed,
+    /// log flushed and closed); its port stays reserved for a restart.
+    pub async fn stop_second_gateway(&mut self) {
+        if let Some((shutdown, task, handles)) =
+            self.second_gateway.as_mut().and_then(|g| g.running.take())
+        {
+            drop(handles);
+            shutdown.trigger();
+            task.await
+                .expect("second gateway task")
+                .expect("second gateway stopped cleanly");
+        }
+    }
+
+    /// A sharing client through the gateway replica at `addr` as a demo
+    /// principal (its certificate and token, the `gateway` server name).
+    pub async fn client_at(&self, addr: SocketAddr, bundle: &str) -> SharingClient {
+        let token = self.bundle_file(bundle, "token.jwt");
+        self.raw_client(
+            addr,
+            "gateway",
+            Some(self.bundle_identity(bundle)),
+            Some(&token),
+        )
+        .await
+        .expect("connect to the gateway replica")
     }
 
     /// Rewrites the policy file with `edit` (the gateway notices by itself;
@@ -589,4 +682,43 @@ pub async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(secs), f)
         .await
         .expect("timed out")
+}
+
+/// Moves the audit witness of the stopped gateway whose data folder is
+/// `data` aside (see [`Stack::discard_audit_witness`]).
+pub fn discard_witness_of(data: &std::path::Path) {
+    let w = data.with_extension("witness");
+    std::fs::rename(&w, w.with_extension("witness.discarded")).expect("move the witness");
+}
+
+/// Opens the sled store of a stopped gateway whose data folder is `data`.
+pub fn open_stopped_gateway_store(data: &std::path::Path) -> sled::Db {
+    // sled's background thread lets go of the folder's lock only at its
+    // next tick after the gateway dropped the store: wait for the lock
+    // (bounded), not for a time.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match sled::open(data) {
+            Ok(db) => break db,
+            Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("open the stopped gateway's store: {e}"),
+        }
+    }
+}
+
+/// [`Stack::lose_audit_tail`] in the stopped gateway whose data folder is
+/// `data`: record `from`, every later one and every checkpoint are gone.
+pub fn lose_audit_tail_in(data: &std::path::Path, from: u64) {
+    let db = open_stopped_gateway_store(data);
+    let records = db.open_tree("audit_records").expect("records");
+    for item in records.range((from + 1).to_be_bytes()..) {
+        records.remove(item.expect("record").0).expect("remove");
+    }
+    db.open_tree("audit_checkpoints")
+        .expect("checkpoints")
+        .clear()
+        .expect("clear");
+    db.flush().expect("flush");
 }

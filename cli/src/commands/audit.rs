@@ -6,9 +6,17 @@
 //! [`Verifier`] with a few range requests in flight, so neither memory nor a
 //! single message grows with the log. `export` writes each page as it
 //! arrives.
+//!
+//! Gateway replicas each keep their own chain (their own log id). With
+//! `--replicas` the commands read every replica's log at the replica's own
+//! address ([`open_replicas`]): `query` merges the logs into one timeline,
+//! `export` writes them one after the other, `verify` checks each on its
+//! own against its own kept checkpoint; every record is labelled with its
+//! log id and replica. Without it, they read the bundle's gateway as ever.
 
 use std::collections::VecDeque;
-use std::io::Write as _;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -75,7 +83,8 @@ pub enum AuditCommand {
         /// that also deleted checkpoints), then updates it. Default: one
         /// file per log (id and signing key) under $OREX_STATE_DIR, else
         /// $XDG_STATE_HOME/orex/audit-verify, else
-        /// ~/.local/state/orex/audit-verify.
+        /// ~/.local/state/orex/audit-verify. With --replicas, a folder: one
+        /// file per replica's log in it.
         #[arg(long)]
         state: Option<PathBuf>,
         /// Keep no state: check only what the log says about itself (a log
@@ -170,8 +179,19 @@ impl FilterArgs {
     }
 }
 
-/// Runs an audit subcommand with the bundle in `bundle`.
+/// Runs an audit subcommand with the bundle in `bundle`, at the bundle's
+/// gateway.
 pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
+    run_on(bundle, &[], cmd).await
+}
+
+/// Runs an audit subcommand with the bundle in `bundle`: at the bundle's
+/// gateway when `replicas` is empty, else at every gateway replica they name
+/// (`--replicas`, see [`open_replicas`]), each replica's log on its own.
+pub async fn run_on(bundle: &Path, replicas: &[String], cmd: AuditCommand) -> Result<(), CliError> {
+    if !replicas.is_empty() {
+        return run_on_replicas(bundle, replicas, cmd).await;
+    }
     let client = Connection::open(bundle).await?.audit();
     match cmd {
         AuditCommand::Query {
@@ -194,7 +214,7 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
                     }
                 }
             } else {
-                print_table(&records);
+                print_table(records.iter().map(|r| (None, r)));
             }
         }
         AuditCommand::Export {
@@ -202,18 +222,9 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             format,
             output,
         } => {
-            let out: Box<dyn std::io::Write> = match &output {
-                Some(path) => {
-                    Box::new(std::fs::File::create(path).map_err(|source| CliError::Io {
-                        path: path.clone(),
-                        source,
-                    })?)
-                }
-                None => Box::new(std::io::stdout()),
-            };
-            let mut out = Export::start(format, std::io::BufWriter::new(out))?;
+            let mut out = Export::start(format, open_output(output.as_deref())?, false)?;
             let exported = query(&client, filter.to_filter()?, usize::MAX, |page| {
-                out.write(page)
+                out.write(page, None)
             })
             .await?;
             out.finish()?;
@@ -227,70 +238,156 @@ pub async fn run(bundle: &Path, cmd: AuditCommand) -> Result<(), CliError> {
             state,
             no_state,
         } => {
-            let state = match (no_state, state) {
-                (true, _) => None,
-                (false, Some(path)) => Some(path),
-                (false, None) => default_state_file(&client, &public_key).await?,
+            let options = VerifyOptions {
+                public_key,
+                expect_full_scope,
+                state: match (no_state, state) {
+                    (true, _) => StateChoice::Nowhere,
+                    (false, Some(path)) => StateChoice::File(path),
+                    (false, None) => StateChoice::Folder(None),
+                },
             };
-            let kept: Option<KeptCheckpoint> = match &state {
-                Some(path) if path.exists() => Some(
-                    serde_json::from_slice(&crate::error::read(path)?).map_err(|e| {
-                        CliError::Invalid(format!("{}: not a kept checkpoint: {e}", path.display()))
-                    })?,
-                ),
-                _ => None,
-            };
-            let key = read_public_key(&public_key)?;
-            let v = verify_log(&client, &key, kept.clone(), progress_on_terminal()).await?;
-            report(&v);
-            let failure = if let Some(p) = &v.problem {
-                Some(format!("BROKEN: {p}"))
-            } else if v.checkpoints == 0 && v.records > 0 {
-                Some("NOT VERIFIED: no signed checkpoint covers the log yet; verify again after the next checkpoint".into())
-            } else if expect_full_scope && v.redacted > 0 {
-                Some(format!(
-                    "NOT VERIFIED: {} records were redacted although you expect the full scope",
-                    v.redacted
-                ))
-            } else {
-                kept.as_ref()
-                    .filter(|_| v.kept == Some(false))
-                    .map(|k| format!(
-                        "BROKEN: the log no longer holds the checkpoint you kept (log {}, size {}, head {}): it was truncated or rewritten",
-                        k.log_id, k.log_size, k.head_hash
-                    ))
-            };
-            if let (None, Some(path), Some(newest)) = (&failure, &state, &v.newest) {
-                let text = serde_json::to_vec_pretty(newest)
-                    .map_err(|e| CliError::Invalid(format!("kept checkpoint: {e}")))?;
-                crate::error::write(path, &text, false)?;
-                eprintln!(
-                    "kept checkpoint of {} records in {} for the next run",
-                    newest.log_size,
-                    path.display()
-                );
-            }
-            match failure {
-                None => crate::outln!("OK: every hash, link and signature verifies"),
-                Some(why) => {
-                    crate::outln!("{why}");
-                    return Err(CliError::Invalid("the access log does not verify".into()));
-                }
+            let key = read_public_key(&options.public_key)?;
+            let verdict = verify_one(&client, &key, &options, progress_on_terminal()).await?;
+            print_verdict(&verdict);
+            if verdict.failure.is_some() {
+                return Err(CliError::Invalid("the access log does not verify".into()));
             }
         }
     }
     Ok(())
 }
 
+/// The export's destination: `path`, or standard output.
+fn open_output(path: Option<&Path>) -> Result<std::io::BufWriter<Box<dyn Write>>, CliError> {
+    let out: Box<dyn Write> = match path {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|source| CliError::Io {
+            path: path.to_owned(),
+            source,
+        })?),
+        None => Box::new(std::io::stdout()),
+    };
+    Ok(std::io::BufWriter::new(out))
+}
+
+/// What `verify` checks besides the log itself, and where it keeps state.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The gateway's audit public key (PEM).
+    pub public_key: PathBuf,
+    /// Any redacted record is a failure.
+    pub expect_full_scope: bool,
+    /// Where the newest verified checkpoint is kept.
+    pub state: StateChoice,
+}
+
+/// Where `verify` keeps the newest checkpoint it verified.
+#[derive(Debug, Clone)]
+pub enum StateChoice {
+    /// Nowhere (`--no-state`).
+    Nowhere,
+    /// In this file (`--state FILE`, one gateway).
+    File(PathBuf),
+    /// One file per log, named by its id and key, in this folder (`--state
+    /// DIR` with `--replicas`) or, with `None`, in the default state folder.
+    Folder(Option<PathBuf>),
+}
+
+/// The verdict on one log.
+#[derive(Debug)]
+pub struct Verdict {
+    /// What the verifier found.
+    pub verification: Verification,
+    /// Why the log does not count as verified (`BROKEN: …`, `NOT VERIFIED:
+    /// …`); `None` when it does.
+    pub failure: Option<String>,
+    /// Where its newest checkpoint was kept for the next run, and its size.
+    pub kept_in: Option<(PathBuf, u64)>,
+}
+
+/// Verifies the log `client` reaches: streams it through the verifier
+/// ([`verify_log`]), checks it against the checkpoint kept from the last run
+/// (per `options.state`), and keeps the newest one for the next run when it
+/// verifies. Prints nothing.
+pub async fn verify_one(
+    client: &AuditClient,
+    key: &[u8],
+    options: &VerifyOptions,
+    progress: impl FnMut(u64),
+) -> Result<Verdict, CliError> {
+    let state = match &options.state {
+        StateChoice::Nowhere => None,
+        StateChoice::File(path) => Some(path.clone()),
+        StateChoice::Folder(dir) => {
+            default_state_file(client, &options.public_key, dir.as_deref()).await?
+        }
+    };
+    let kept: Option<KeptCheckpoint> = match &state {
+        Some(path) if path.exists() => Some(
+            serde_json::from_slice(&crate::error::read(path)?).map_err(|e| {
+                CliError::Invalid(format!("{}: not a kept checkpoint: {e}", path.display()))
+            })?,
+        ),
+        _ => None,
+    };
+    let v = verify_log(client, key, kept.clone(), progress).await?;
+    let failure = if let Some(p) = &v.problem {
+        Some(format!("BROKEN: {p}"))
+    } else if v.checkpoints == 0 && v.records > 0 {
+        Some("NOT VERIFIED: no signed checkpoint covers the log yet; verify again after the next checkpoint".into())
+    } else if options.expect_full_scope && v.redacted > 0 {
+        Some(format!(
+            "NOT VERIFIED: {} records were redacted although you expect the full scope",
+            v.redacted
+        ))
+    } else {
+        kept.as_ref()
+            .filter(|_| v.kept == Some(false))
+            .map(|k| format!(
+                "BROKEN: the log no longer holds the checkpoint you kept (log {}, size {}, head {}): it was truncated or rewritten",
+                k.log_id, k.log_size, k.head_hash
+            ))
+    };
+    let mut kept_in = None;
+    if let (None, Some(path), Some(newest)) = (&failure, state, &v.newest) {
+        let text = serde_json::to_vec_pretty(newest)
+            .map_err(|e| CliError::Invalid(format!("kept checkpoint: {e}")))?;
+        crate::error::write(&path, &text, false)?;
+        kept_in = Some((path, newest.log_size));
+    }
+    Ok(Verdict {
+        verification: v,
+        failure,
+        kept_in,
+    })
+}
+
+/// Prints a verdict as `orex audit verify` always has: the counts, where
+/// the checkpoint was kept (stderr), then OK or why not.
+fn print_verdict(verdict: &Verdict) {
+    report(&verdict.verification);
+    if let Some((path, size)) = &verdict.kept_in {
+        eprintln!(
+            "kept checkpoint of {size} records in {} for the next run",
+            path.display()
+        );
+    }
+    match &verdict.failure {
+        None => crate::outln!("OK: every hash, link and signature verifies"),
+        Some(why) => crate::outln!("{why}"),
+    }
+}
+
 /// The default file keeping the newest verified checkpoint of the log this
 /// gateway serves: one per log, a log being its id and the key that signs
 /// it (named from the id, with a hash of both — a fresh dev stack reusing
 /// the id `orex-gateway/dev` has a new key, so it is a new log, not a
-/// truncated one), in the state folder. `None` while the log has no
-/// checkpoint (there is nothing to keep yet).
+/// truncated one), in `folder` or else the state folder. `None` while the
+/// log has no checkpoint (there is nothing to keep yet).
 async fn default_state_file(
     client: &AuditClient,
     public_key: &std::path::Path,
+    folder: Option<&Path>,
 ) -> Result<Option<PathBuf>, CliError> {
     let latest = match client
         .clone()
@@ -304,11 +401,14 @@ async fn default_state_file(
     let Some(latest) = latest else {
         return Ok(None);
     };
-    let dir = state_dir().ok_or_else(|| {
-        CliError::Invalid(
-            "no folder to keep the verified checkpoint in: set OREX_STATE_DIR (or HOME), or pass --state FILE or --no-state".into(),
-        )
-    })?;
+    let dir = match folder {
+        Some(dir) => dir.to_owned(),
+        None => state_dir().ok_or_else(|| {
+            CliError::Invalid(
+                "no folder to keep the verified checkpoint in: set OREX_STATE_DIR (or HOME), or pass --state FILE or --no-state".into(),
+            )
+        })?,
+    };
     let key = crate::error::read(public_key)?;
     Ok(Some(dir.join(state_file_name(&latest.log_id, &key))))
 }
@@ -825,6 +925,22 @@ pub fn to_json(r: &AccessRecord) -> serde_json::Value {
     })
 }
 
+/// The log and replica a record came from, on each exported line or row
+/// with `--replicas`.
+#[derive(Debug, Clone)]
+struct RecordLabel {
+    log_id: Option<String>,
+    replica: SocketAddr,
+}
+
+/// A record as a JSON object with its `log_id` and `replica`.
+fn labelled_json(r: &AccessRecord, label: &RecordLabel) -> serde_json::Value {
+    let mut v = to_json(r);
+    v["log_id"] = json!(label.log_id);
+    v["replica"] = json!(label.replica.to_string());
+    v
+}
+
 /// An export being written page by page.
 enum Export<W: std::io::Write> {
     Jsonl(W),
@@ -833,13 +949,19 @@ enum Export<W: std::io::Write> {
 }
 
 impl<W: std::io::Write> Export<W> {
-    /// Starts an export in `format` (CSV writes its header row now).
-    fn start(format: ExportFormat, out: W) -> Result<Self, CliError> {
+    /// Starts an export in `format` (CSV writes its header row now, with
+    /// `log_id` and `replica` first when `labelled`).
+    fn start(format: ExportFormat, out: W, labelled: bool) -> Result<Self, CliError> {
         match format {
             ExportFormat::Jsonl => Ok(Export::Jsonl(out)),
             ExportFormat::Csv => {
                 let mut w = csv::Writer::from_writer(out);
-                w.write_record([
+                let labels: &[&str] = if labelled {
+                    &["log_id", "replica"]
+                } else {
+                    &[]
+                };
+                w.write_record(labels.iter().chain(&[
                     "index",
                     "kind",
                     "time",
@@ -857,46 +979,60 @@ impl<W: std::io::Write> Export<W> {
                     "decision_index",
                     "prev_hash",
                     "hash",
-                ])
+                ]))
                 .map_err(csv_error)?;
                 Ok(Export::Csv(Box::new(w)))
             }
         }
     }
 
-    /// Writes one page of records.
-    fn write(&mut self, records: &[AccessRecord]) -> Result<(), CliError> {
+    /// Writes one page of records, each with `label` if given (as the
+    /// export was started: labelled or not).
+    fn write(
+        &mut self,
+        records: &[AccessRecord],
+        label: Option<&RecordLabel>,
+    ) -> Result<(), CliError> {
         match self {
             Export::Jsonl(out) => {
                 for r in records {
-                    writeln!(out, "{}", to_json(r)).map_err(export_error)?;
+                    let line = match label {
+                        Some(label) => labelled_json(r, label),
+                        None => to_json(r),
+                    };
+                    writeln!(out, "{line}").map_err(export_error)?;
                 }
             }
             Export::Csv(w) => {
+                let labels: Vec<String> = label
+                    .map(|l| vec![l.log_id.clone().unwrap_or_default(), l.replica.to_string()])
+                    .unwrap_or_default();
                 for r in records {
-                    w.write_record([
-                        r.index.to_string(),
-                        kind(r).to_owned(),
-                        r.time.as_ref().map(|t| t.to_string()).unwrap_or_default(),
-                        r.member.clone(),
-                        r.subject.clone(),
-                        r.certificate_fingerprint.clone(),
-                        r.token_id.clone(),
-                        r.method.clone(),
-                        r.resource_ids.join(" "),
-                        r.resource_owner_members.join(" "),
-                        decision(r).to_owned(),
-                        r.reason.clone(),
-                        r.grpc_status_code
-                            .map(|c| c.to_string())
-                            .unwrap_or_default(),
-                        duration_ms(r)
-                            .map(|d| format!("{d:.3}"))
-                            .unwrap_or_default(),
-                        r.decision_index.map(|i| i.to_string()).unwrap_or_default(),
-                        r.prev_hash.clone(),
-                        r.hash.clone(),
-                    ])
+                    w.write_record(
+                        labels.iter().cloned().chain([
+                            r.index.to_string(),
+                            kind(r).to_owned(),
+                            r.time.as_ref().map(|t| t.to_string()).unwrap_or_default(),
+                            r.member.clone(),
+                            r.subject.clone(),
+                            r.certificate_fingerprint.clone(),
+                            r.token_id.clone(),
+                            r.method.clone(),
+                            r.resource_ids.join(" "),
+                            r.resource_owner_members.join(" "),
+                            decision(r).to_owned(),
+                            r.reason.clone(),
+                            r.grpc_status_code
+                                .map(|c| c.to_string())
+                                .unwrap_or_default(),
+                            duration_ms(r)
+                                .map(|d| format!("{d:.3}"))
+                                .unwrap_or_default(),
+                            r.decision_index.map(|i| i.to_string()).unwrap_or_default(),
+                            r.prev_hash.clone(),
+                            r.hash.clone(),
+                        ]),
+                    )
                     .map_err(csv_error)?;
                 }
             }
@@ -931,13 +1067,26 @@ fn export_error(e: std::io::Error) -> CliError {
     CliError::Invalid(format!("writing the export: {e}"))
 }
 
-fn print_table(records: &[AccessRecord]) {
-    if records.is_empty() {
+/// Prints records as a table; rows labelled with their log (`--replicas`)
+/// get a first column naming it.
+fn print_table<'a>(rows: impl IntoIterator<Item = (Option<String>, &'a AccessRecord)>) {
+    let rows: Vec<(Option<String>, &AccessRecord)> = rows.into_iter().collect();
+    if rows.is_empty() {
         crate::outln!("(no access records in your scope match)");
         return;
     }
+    // The log column, as wide as the longest log name, when there is one.
+    let log_width = rows
+        .iter()
+        .filter_map(|(log, _)| log.as_ref().map(|l| l.chars().count().max(3)))
+        .max();
+    let log_cell = |log: &str| match log_width {
+        Some(w) => format!("{log:<w$}  "),
+        None => String::new(),
+    };
     crate::outln!(
-        "{:>6}  {:<20}  {:<8}  {:<5}  {:<16}  {:<45}  {:<6}  reason",
+        "{}{:>6}  {:<20}  {:<8}  {:<5}  {:<16}  {:<45}  {:<6}  reason",
+        log_cell("log"),
         "index",
         "time",
         "kind",
@@ -946,7 +1095,7 @@ fn print_table(records: &[AccessRecord]) {
         "method",
         "status"
     );
-    for r in records {
+    for (log, r) in rows {
         let time = r
             .time
             .as_ref()
@@ -957,7 +1106,8 @@ fn print_table(records: &[AccessRecord]) {
             })
             .unwrap_or_default();
         crate::outln!(
-            "{:>6}  {:<20}  {:<8}  {:<5}  {:<16}  {:<45}  {:<6}  {}",
+            "{}{:>6}  {:<20}  {:<8}  {:<5}  {:<16}  {:<45}  {:<6}  {}",
+            log_cell(log.as_deref().unwrap_or_default()),
             r.index,
             time,
             kind(r),
@@ -970,4 +1120,543 @@ fn print_table(records: &[AccessRecord]) {
             r.reason
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// Every gateway replica: `--replicas`.
+//
+// Each gateway replica keeps its own chain (its own log id, one signing key
+// for all), so an auditor covers the partnership's access only by reading
+// every replica's log. The member Service balances connections over the
+// replicas, so the CLI goes to each replica's own address instead (in
+// Kubernetes the headless Service `gateway-replicas` resolves to all of
+// them), presenting the bundle's certificate and token and checking the
+// bundle's `server_name` on every replica's certificate.
+
+/// One gateway replica's access log, reached at its own address.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// Where the log answered: one address, or several when the same log
+    /// answered at each (a name resolving to a replica's IPv4 and IPv6
+    /// addresses, say).
+    pub addresses: Vec<SocketAddr>,
+    /// The log's id, from its newest checkpoint; `None` before the first.
+    pub log_id: Option<String>,
+    /// An audit client to the first address.
+    pub client: AuditClient,
+}
+
+impl Replica {
+    /// The address it is read at.
+    pub fn address(&self) -> SocketAddr {
+        self.addresses[0]
+    }
+
+    /// The log's name for people: its id, or (before its first checkpoint)
+    /// a note saying it has none.
+    pub fn log_name(&self) -> String {
+        self.log_id
+            .clone()
+            .unwrap_or_else(|| "(no checkpoint yet)".into())
+    }
+
+    /// `orex-gateway/gateway-0 at 10.0.0.5:7100`.
+    pub fn label(&self) -> String {
+        let mut label = format!("{} at {}", self.log_name(), self.address());
+        if self.addresses.len() > 1 {
+            let also: Vec<String> = self.addresses[1..].iter().map(|a| a.to_string()).collect();
+            label.push_str(&format!(" (also at {})", also.join(", ")));
+        }
+        label
+    }
+}
+
+/// The replicas `--replicas` named: the logs reached, and the addresses
+/// that could not be read (and why).
+#[derive(Debug)]
+pub struct Replicas {
+    /// One entry per log, ordered by log id, then address.
+    pub reached: Vec<Replica>,
+    /// Addresses that did not answer, or refused.
+    pub unreachable: Vec<(SocketAddr, CliError)>,
+}
+
+impl Replicas {
+    /// Every log, or an error naming each address that could not be read:
+    /// a query or export missing a replica would look complete.
+    fn all(self) -> Result<Vec<Replica>, CliError> {
+        if self.unreachable.is_empty() {
+            return Ok(self.reached);
+        }
+        let why: Vec<String> = self
+            .unreachable
+            .iter()
+            .map(|(a, e)| format!("{a}: {e}"))
+            .collect();
+        Err(CliError::Invalid(format!(
+            "cannot read every gateway replica's log: {}",
+            why.join("; ")
+        )))
+    }
+}
+
+/// Resolves `--replicas` values (`HOST:PORT`) to addresses, in order,
+/// without repeats. A name stands for every address it resolves to.
+pub async fn resolve_replicas(targets: &[String]) -> Result<Vec<SocketAddr>, CliError> {
+    let mut addresses = Vec::new();
+    for target in targets {
+        let bad = |why: String| {
+            CliError::Invalid(format!(
+                "--replicas {target}: {why}; expected HOST:PORT, like gateway-replicas.orex.svc:7100 or 10.0.0.5:7100"
+            ))
+        };
+        if target.contains("://") {
+            return Err(bad("a scheme is not part of it".into()));
+        }
+        let found: Vec<SocketAddr> = tokio::net::lookup_host(target.as_str())
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .collect();
+        if found.is_empty() {
+            return Err(bad("resolves to no address".into()));
+        }
+        for a in found {
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+    }
+    Ok(addresses)
+}
+
+/// The bundle's identity, read once for every replica.
+#[derive(Debug, Clone)]
+struct Identity {
+    server_name: String,
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    token: crate::bundle::BearerToken,
+}
+
+impl Identity {
+    fn read(bundle: &Path) -> Result<Self, CliError> {
+        let file = crate::bundle::BundleFile::read(bundle)?;
+        let token = crate::error::read(&bundle.join("token.jwt"))?;
+        Ok(Self {
+            server_name: file.server_name,
+            ca: crate::error::read(&bundle.join("ca.pem"))?,
+            cert: crate::error::read(&bundle.join("cert.pem"))?,
+            key: crate::error::read(&bundle.join("key.pem"))?,
+            token: crate::bundle::BearerToken::new(&String::from_utf8_lossy(&token))?,
+        })
+    }
+
+    /// An audit client to the gateway replica at `address`, checking the
+    /// bundle's `server_name` on its certificate.
+    async fn connect(&self, address: SocketAddr) -> Result<AuditClient, CliError> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(Identity::from_pem(&self.cert, &self.key))
+            .domain_name(self.server_name.clone());
+        let endpoint = Endpoint::from_shared(format!("https://{address}"))
+            .map_err(|e| CliError::Invalid(format!("replica address {address}: {e}")))?;
+        let channel = orex_kit::transport::dial(endpoint)
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        Ok(Connection {
+            channel,
+            token: self.token.clone(),
+        }
+        .audit())
+    }
+}
+
+/// What one address said about its log.
+#[derive(Debug)]
+struct Probed<C> {
+    address: SocketAddr,
+    client: C,
+    log_id: Option<String>,
+    /// The hash of record 0, which tells one chain from another: it covers
+    /// the first call's time to the nanosecond.
+    first_hash: Option<String>,
+}
+
+/// Asks the replica behind `client` for its newest checkpoint's log id and
+/// its first record's hash (our own call is recorded first, so the log is
+/// never empty by then).
+async fn probe(client: &AuditClient) -> Result<(Option<String>, Option<String>), CliError> {
+    let log_id = match patiently(|| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_latest_checkpoint(GetLatestCheckpointRequest {})
+                .await
+        }
+    })
+    .await
+    {
+        Ok(latest) => latest.checkpoint.map(|c| c.log_id),
+        Err(s) if s.code() == Code::NotFound => None,
+        Err(s) => return Err(s.into()),
+    };
+    let first_hash = match patiently(|| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_record_range(GetRecordRangeRequest {
+                    start_index: 0,
+                    end_index: 1,
+                })
+                .await
+        }
+    })
+    .await
+    {
+        Ok(range) => range.records.first().map(|r| r.hash.clone()),
+        Err(s) if s.code() == Code::OutOfRange => None,
+        Err(s) => return Err(s.into()),
+    };
+    Ok((log_id, first_hash))
+}
+
+/// One entry per log: addresses whose first records are the same record are
+/// the same log (reached twice) and are read once. Two different logs
+/// under one id are refused — the replicas were given the same
+/// `audit.log_id`, and auditors could not tell their kept checkpoints apart.
+fn group<C>(probed: Vec<Probed<C>>) -> Result<Vec<(Probed<C>, Vec<SocketAddr>)>, CliError> {
+    let mut logs: Vec<(Probed<C>, Vec<SocketAddr>)> = Vec::new();
+    for p in probed {
+        if let Some((log, addresses)) = logs
+            .iter_mut()
+            .find(|(l, _)| l.first_hash.is_some() && l.first_hash == p.first_hash)
+        {
+            addresses.push(p.address);
+            if log.log_id.is_none() {
+                log.log_id = p.log_id;
+            }
+            continue;
+        }
+        if let Some((other, _)) = logs
+            .iter()
+            .find(|(l, _)| l.log_id.is_some() && l.log_id == p.log_id)
+        {
+            return Err(CliError::Invalid(format!(
+                "the gateway replicas at {} and {} hold different logs under the same id {:?}: \
+                 give every replica its own audit.log_id (OREX_GATEWAY__AUDIT__LOG_ID, \
+                 orex-gateway/<pod name> in Kubernetes)",
+                other.address,
+                p.address,
+                p.log_id.as_deref().unwrap_or_default()
+            )));
+        }
+        let address = p.address;
+        logs.push((p, vec![address]));
+    }
+    logs.sort_by(|(a, _), (b, _)| {
+        (a.log_id.is_none(), &a.log_id, a.address).cmp(&(b.log_id.is_none(), &b.log_id, b.address))
+    });
+    Ok(logs)
+}
+
+/// Connects to every address `targets` (`--replicas`) resolve to with the
+/// bundle's certificate and token, and finds out which log each serves.
+/// The same log at two addresses is one [`Replica`]; an address that does
+/// not answer is listed in [`Replicas::unreachable`].
+pub async fn open_replicas(bundle: &Path, targets: &[String]) -> Result<Replicas, CliError> {
+    let addresses = resolve_replicas(targets).await?;
+    let identity = Identity::read(bundle)?;
+    let answers = futures::future::join_all(addresses.iter().map(|&address| {
+        let identity = identity.clone();
+        async move {
+            let client = identity.connect(address).await?;
+            let (log_id, first_hash) = probe(&client).await?;
+            Ok::<_, CliError>(Probed {
+                address,
+                client,
+                log_id,
+                first_hash,
+            })
+        }
+    }))
+    .await;
+    let mut probed = Vec::new();
+    let mut unreachable = Vec::new();
+    for (address, answer) in addresses.into_iter().zip(answers) {
+        match answer {
+            Ok(p) => probed.push(p),
+            Err(e) => unreachable.push((address, e)),
+        }
+    }
+    let reached = group(probed)?
+        .into_iter()
+        .map(|(p, addresses)| Replica {
+            addresses,
+            log_id: p.log_id,
+            client: p.client,
+        })
+        .collect();
+    Ok(Replicas {
+        reached,
+        unreachable,
+    })
+}
+
+/// An access record and the replica whose log holds it.
+#[derive(Debug, Clone)]
+pub struct LabelledRecord {
+    /// The log's id (`None` before its first checkpoint).
+    pub log_id: Option<String>,
+    /// The replica's address.
+    pub replica: SocketAddr,
+    /// The record, as its log holds it (its `index` counts in that log).
+    pub record: AccessRecord,
+}
+
+impl LabelledRecord {
+    fn log_name(&self) -> String {
+        self.log_id
+            .clone()
+            .unwrap_or_else(|| format!("(no checkpoint yet) {}", self.replica))
+    }
+}
+
+/// Queries every replica's log and merges the matches into one timeline:
+/// oldest first by record time (ties by log id, then index), at most
+/// `limit` in all — each log is asked for its first `limit` matches, which
+/// hold the first `limit` of the merge. Any replica that fails fails the
+/// query, naming it.
+pub async fn query_replicas(
+    replicas: &[Replica],
+    filter: &AccessRecordFilter,
+    limit: usize,
+) -> Result<Vec<LabelledRecord>, CliError> {
+    let per_log = futures::future::try_join_all(replicas.iter().map(|replica| async move {
+        let mut records = Vec::new();
+        query(&replica.client, filter.clone(), limit, |page| {
+            records.extend(page.iter().map(|r| LabelledRecord {
+                log_id: replica.log_id.clone(),
+                replica: replica.address(),
+                record: r.clone(),
+            }));
+            Ok(())
+        })
+        .await
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", replica.label())))?;
+        Ok::<_, CliError>(records)
+    }))
+    .await?;
+    let mut merged: Vec<LabelledRecord> = per_log.into_iter().flatten().collect();
+    merged.sort_by(|a, b| {
+        let time = |r: &LabelledRecord| {
+            r.record
+                .time
+                .as_ref()
+                .map_or((i64::MIN, i32::MIN), |t| (t.seconds, t.nanos))
+        };
+        time(a)
+            .cmp(&time(b))
+            .then_with(|| a.log_name().cmp(&b.log_name()))
+            .then_with(|| a.record.index.cmp(&b.record.index))
+    });
+    merged.truncate(limit);
+    Ok(merged)
+}
+
+/// Exports every replica's matching records to `out`, one log after the
+/// other (ordered as [`Replicas::reached`]), each in its own index order and
+/// page by page, every line or row labelled with its log id and replica.
+/// Returns how many records each log gave.
+pub async fn export_replicas<W: Write>(
+    replicas: &[Replica],
+    filter: &AccessRecordFilter,
+    format: ExportFormat,
+    out: W,
+) -> Result<Vec<(String, usize)>, CliError> {
+    let mut out = Export::start(format, out, true)?;
+    let mut counts = Vec::new();
+    for replica in replicas {
+        let label = RecordLabel {
+            log_id: replica.log_id.clone(),
+            replica: replica.address(),
+        };
+        let exported = query(&replica.client, filter.clone(), usize::MAX, |page| {
+            out.write(page, Some(&label))
+        })
+        .await
+        .map_err(|e| CliError::Invalid(format!("{}: {e}", replica.label())))?;
+        counts.push((replica.label(), exported));
+    }
+    out.finish()?;
+    Ok(counts)
+}
+
+/// The verdict on one replica's log, or why it could not be read.
+#[derive(Debug)]
+pub struct ReplicaVerdict {
+    /// The replica (`orex-gateway/gateway-0 at 10.0.0.5:7100`).
+    pub label: String,
+    /// The log's id, if the replica answered and has signed a checkpoint.
+    pub log_id: Option<String>,
+    /// The verdict, or the error that stopped the download.
+    pub outcome: Result<Verdict, CliError>,
+}
+
+impl ReplicaVerdict {
+    /// Why this log does not count as verified; `None` when it does.
+    pub fn failure(&self) -> Option<String> {
+        match &self.outcome {
+            Ok(v) => v.failure.clone(),
+            Err(e) => Some(format!("NOT VERIFIED: {e}")),
+        }
+    }
+}
+
+/// Verifies every replica's log on its own, one after the other: each
+/// against its own kept checkpoint (one state file per log id and key in
+/// the state folder), each verdict handed to `each` as it is reached. An
+/// address that could not be read is a failed verdict of its own.
+pub async fn verify_replicas(
+    bundle: &Path,
+    targets: &[String],
+    options: &VerifyOptions,
+    mut each: impl FnMut(&ReplicaVerdict),
+) -> Result<Vec<ReplicaVerdict>, CliError> {
+    let options = VerifyOptions {
+        state: match &options.state {
+            StateChoice::File(path) if path.is_file() => {
+                return Err(CliError::Invalid(format!(
+                    "--state {}: with --replicas, --state names a folder (one file per log in it), not a file",
+                    path.display()
+                )));
+            }
+            StateChoice::File(path) => StateChoice::Folder(Some(path.clone())),
+            other => other.clone(),
+        },
+        ..options.clone()
+    };
+    let key = read_public_key(&options.public_key)?;
+    let replicas = open_replicas(bundle, targets).await?;
+    let mut verdicts = Vec::new();
+    for replica in &replicas.reached {
+        let verdict = ReplicaVerdict {
+            label: replica.label(),
+            log_id: replica.log_id.clone(),
+            outcome: verify_one(&replica.client, &key, &options, progress_on_terminal()).await,
+        };
+        each(&verdict);
+        verdicts.push(verdict);
+    }
+    for (address, error) in replicas.unreachable {
+        let verdict = ReplicaVerdict {
+            label: format!("the replica at {address}"),
+            log_id: None,
+            outcome: Err(error),
+        };
+        each(&verdict);
+        verdicts.push(verdict);
+    }
+    Ok(verdicts)
+}
+
+/// `orex audit … --replicas …`.
+async fn run_on_replicas(
+    bundle: &Path,
+    targets: &[String],
+    cmd: AuditCommand,
+) -> Result<(), CliError> {
+    match cmd {
+        AuditCommand::Query {
+            filter,
+            json,
+            limit,
+        } => {
+            let filter = filter.to_filter()?;
+            let replicas = open_replicas(bundle, targets).await?.all()?;
+            let records = query_replicas(&replicas, &filter, limit).await?;
+            if json {
+                let mut out = std::io::stdout().lock();
+                for r in &records {
+                    let label = RecordLabel {
+                        log_id: r.log_id.clone(),
+                        replica: r.replica,
+                    };
+                    if writeln!(out, "{}", labelled_json(&r.record, &label)).is_err() {
+                        break;
+                    }
+                }
+            } else {
+                print_table(records.iter().map(|r| (Some(r.log_name()), &r.record)));
+            }
+        }
+        AuditCommand::Export {
+            filter,
+            format,
+            output,
+        } => {
+            let filter = filter.to_filter()?;
+            let replicas = open_replicas(bundle, targets).await?.all()?;
+            let counts =
+                export_replicas(&replicas, &filter, format, open_output(output.as_deref())?)
+                    .await?;
+            if let Some(path) = output {
+                for (label, n) in counts {
+                    eprintln!("exported {n} records of {label} to {}", path.display());
+                }
+            }
+        }
+        AuditCommand::Verify {
+            public_key,
+            expect_full_scope,
+            state,
+            no_state,
+        } => {
+            let options = VerifyOptions {
+                public_key,
+                expect_full_scope,
+                state: match (no_state, state) {
+                    (true, _) => StateChoice::Nowhere,
+                    (false, Some(path)) => StateChoice::File(path),
+                    (false, None) => StateChoice::Folder(None),
+                },
+            };
+            let verdicts = verify_replicas(bundle, targets, &options, |v| {
+                crate::outln!("log {}:", v.label);
+                match &v.outcome {
+                    Ok(verdict) => print_verdict(verdict),
+                    Err(e) => crate::outln!("NOT VERIFIED: {e}"),
+                }
+            })
+            .await?;
+            let failed: Vec<&ReplicaVerdict> =
+                verdicts.iter().filter(|v| v.failure().is_some()).collect();
+            if verdicts.is_empty() {
+                return Err(CliError::Invalid(
+                    "--replicas named no gateway replica".into(),
+                ));
+            }
+            if failed.is_empty() {
+                crate::outln!(
+                    "OK: all {} access logs verify, each on its own",
+                    verdicts.len()
+                );
+            } else {
+                let names: Vec<&str> = failed.iter().map(|v| v.label.as_str()).collect();
+                crate::outln!(
+                    "FAILED: {} of {} access logs do not verify: {}",
+                    failed.len(),
+                    verdicts.len(),
+                    names.join("; ")
+                );
+                return Err(CliError::Invalid(format!(
+                    "the access log of {} does not verify",
+                    names.join("; and of ")
+                )));
+            }
+        }
+    }
+    Ok(())
 }
