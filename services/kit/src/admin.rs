@@ -77,8 +77,14 @@ impl AdminService for Admin {
         };
         // Writes wait from here until the snapshot is read.
         let gate = self.store.gate().clone().write_owned().await;
-        let path =
-            std::env::temp_dir().join(format!("orex-backup-{}.partial", uuid::Uuid::new_v4()));
+        // Beside the store, on its volume: a pod's root filesystem is
+        // read-only, and the volume is sized for the store anyway.
+        let folder = self
+            .store
+            .path()
+            .parent()
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+        let path = folder.join(format!(".orex-backup-{}.partial", uuid::Uuid::new_v4()));
         let snapshot = Snapshot(path.clone());
         let (store, server) = (self.store.clone(), self.server.clone());
         let summary = tokio::task::spawn_blocking(move || {
