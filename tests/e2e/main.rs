@@ -6,6 +6,7 @@ mod audit_replicas;
 mod audit_scale;
 mod authentication;
 mod authorization;
+mod backup;
 mod durability;
 mod emergency;
 mod error_details;
