@@ -1660,3 +1660,75 @@ async fn run_on_replicas(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probed(port: u16, log_id: Option<&str>, first: Option<&str>) -> Probed<()> {
+        Probed {
+            address: SocketAddr::from(([10, 0, 0, 1], port)),
+            client: (),
+            log_id: log_id.map(str::to_owned),
+            first_hash: first.map(str::to_owned),
+        }
+    }
+
+    fn ports(logs: &[(Probed<()>, Vec<SocketAddr>)]) -> Vec<Vec<u16>> {
+        logs.iter()
+            .map(|(_, a)| a.iter().map(|a| a.port()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn one_log_at_two_addresses_is_read_once_and_logs_sort_by_id() {
+        let logs = group(vec![
+            probed(1, Some("orex-gateway/gateway-1"), Some("b")),
+            probed(2, None, Some("a")),
+            probed(3, Some("orex-gateway/gateway-0"), Some("a")),
+            probed(4, None, Some("c")),
+        ])
+        .unwrap();
+        // gateway-0 answered at 2 (before its first checkpoint was read) and 3.
+        assert_eq!(ports(&logs), [vec![2, 3], vec![1], vec![4]]);
+        assert_eq!(logs[0].0.log_id.as_deref(), Some("orex-gateway/gateway-0"));
+        assert_eq!(logs[2].0.log_id, None, "unsigned logs last");
+    }
+
+    #[test]
+    fn two_logs_under_one_id_are_refused_naming_both_addresses() {
+        let err = group(vec![
+            probed(1, Some("orex-gateway/k8s"), Some("a")),
+            probed(2, Some("orex-gateway/k8s"), Some("b")),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("10.0.0.1:1 and 10.0.0.1:2"), "{err}");
+        assert!(err.contains("audit.log_id"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn replicas_are_host_and_port_and_repeat_once() {
+        let got = resolve_replicas(&[
+            "127.0.0.1:7100".into(),
+            "127.0.0.1:7101".into(),
+            "127.0.0.1:7100".into(),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                SocketAddr::from(([127, 0, 0, 1], 7100)),
+                SocketAddr::from(([127, 0, 0, 1], 7101))
+            ]
+        );
+        for bad in ["gateway-replicas", "https://10.0.0.5:7100", "10.0.0.5"] {
+            let err = resolve_replicas(&[bad.into()]).await.unwrap_err();
+            assert!(
+                err.to_string().contains("expected HOST:PORT"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}
