@@ -1323,12 +1323,15 @@ async fn probe(client: &AuditClient) -> Result<(Option<String>, Option<String>),
     Ok((log_id, first_hash))
 }
 
+/// A log and every address it answered at.
+type Grouped<C> = (Probed<C>, Vec<SocketAddr>);
+
 /// One entry per log: addresses whose first records are the same record are
 /// the same log (reached twice) and are read once. Two different logs
 /// under one id are refused — the replicas were given the same
 /// `audit.log_id`, and auditors could not tell their kept checkpoints apart.
-fn group<C>(probed: Vec<Probed<C>>) -> Result<Vec<(Probed<C>, Vec<SocketAddr>)>, CliError> {
-    let mut logs: Vec<(Probed<C>, Vec<SocketAddr>)> = Vec::new();
+fn group<C>(probed: Vec<Probed<C>>) -> Result<Vec<Grouped<C>>, CliError> {
+    let mut logs: Vec<Grouped<C>> = Vec::new();
     for p in probed {
         if let Some((log, addresses)) = logs
             .iter_mut()
@@ -1674,7 +1677,7 @@ mod tests {
         }
     }
 
-    fn ports(logs: &[(Probed<()>, Vec<SocketAddr>)]) -> Vec<Vec<u16>> {
+    fn ports(logs: &[Grouped<()>]) -> Vec<Vec<u16>> {
         logs.iter()
             .map(|(_, a)| a.iter().map(|a| a.port()).collect())
             .collect()
