@@ -178,6 +178,11 @@ impl GatewayConfig {
         c.tls = c.tls.resolved(base);
         c.audit.data_dir = orex_kit::config::resolve(base, &c.audit.data_dir);
         c.audit.signing_key = orex_kit::config::resolve(base, &c.audit.signing_key);
+        c.audit.witness = c
+            .audit
+            .witness
+            .as_ref()
+            .map(|w| orex_kit::config::resolve(base, w));
         c.validate()?;
         Ok(c)
     }
@@ -227,5 +232,46 @@ impl GatewayConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "127.0.0.1:7100"
+policy = "policy.toml"
+[tls]
+ca = "ca.pem"
+cert = "cert.pem"
+key = "key.pem"
+[tokens]
+audience = "orex"
+[backends.sharing]
+address = "https://127.0.0.1:7101"
+server_name = "sharing"
+[audit]
+data_dir = "data/gateway"
+witness = "witness/gateway.witness"
+signing_key = "audit.pem"
+key_id = "k1"
+log_id = "orex-gateway/test"
+"#,
+        )
+        .unwrap();
+        let c = GatewayConfig::load(&path).unwrap();
+        assert_eq!(c.audit.data_dir, dir.path().join("data/gateway"));
+        assert_eq!(
+            c.audit.witness.as_deref(),
+            Some(dir.path().join("witness/gateway.witness").as_path())
+        );
+        assert_eq!(c.audit.signing_key, dir.path().join("audit.pem"));
     }
 }
