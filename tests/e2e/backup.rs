@@ -169,48 +169,40 @@ async fn only_the_listed_admin_workload_takes_backups_and_it_can_do_nothing_else
         std::fs::read_to_string(backup_tls.join("key.pem")).unwrap(),
     );
 
-    // A member's certificate at the gateway's admin service.
-    let channel = stack
-        .channel(
+    // A member's certificate at the gateway's admin service; the gateway's
+    // own workload certificate at the sharing service's; the backup
+    // workload where it is not listed (risk).
+    for (addr, name, identity) in [
+        (
             stack.gateway_addr,
             "gateway",
-            Some(stack.bundle_identity("us-alice")),
-        )
-        .await
-        .unwrap();
-    let refused = AdminServiceClient::new(channel)
-        .backup(BackupRequest {})
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
-    assert_eq!(reason_of(&refused), Some(Reason::WorkloadNotAllowed));
-
-    // The gateway's own workload certificate at the sharing service's.
-    let channel = stack
-        .channel(
+            stack.bundle_identity("us-alice"),
+        ),
+        (
             stack.sharing_addr,
             "sharing",
-            Some(stack.workload_identity("gateway")),
-        )
-        .await
-        .unwrap();
-    let refused = AdminServiceClient::new(channel)
-        .backup(BackupRequest {})
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+            stack.workload_identity("gateway"),
+        ),
+        (stack.risk_addr, "risk", backup_cert.clone()),
+    ] {
+        let channel = stack.channel(addr, name, Some(identity)).await.unwrap();
+        let refused = AdminServiceClient::new(channel)
+            .backup(BackupRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::PermissionDenied,
+            "{name}: {refused:?}"
+        );
+        assert_eq!(
+            reason_of(&refused),
+            Some(Reason::WorkloadNotAllowed),
+            "{name}"
+        );
+    }
 
-    // The backup workload where it is not listed (risk), and at the sharing
-    // API it is not allowed to call.
-    let channel = stack
-        .channel(stack.risk_addr, "risk", Some(backup_cert.clone()))
-        .await
-        .unwrap();
-    let refused = AdminServiceClient::new(channel)
-        .backup(BackupRequest {})
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // The backup workload at the sharing API, which it may not call.
     let channel = stack
         .channel(stack.sharing_addr, "sharing", Some(backup_cert))
         .await
