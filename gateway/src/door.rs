@@ -364,6 +364,46 @@ impl Door {
         }
     }
 
+    /// Records an admin call (a backup of this gateway's access log): an
+    /// admitted one as ALLOW before it runs — refused if the record cannot
+    /// be written — and a refused one as DENY, like any refusal.
+    pub async fn record_admin(&self, attempt: orex_kit::admin::AdminAttempt) -> Result<(), Status> {
+        let workload = match attempt.decision {
+            Ok(workload) => workload,
+            Err(status) => {
+                return Err(self
+                    .record_refused(RefusedRequest {
+                        method: attempt.method,
+                        peer_certs: attempt.peer_certs,
+                        status,
+                    })
+                    .await);
+            }
+        };
+        let fingerprint = attempt
+            .peer_certs
+            .as_ref()
+            .and_then(|c| c.first())
+            .map(|der| hex::encode(Sha256::digest(der.as_ref())))
+            .unwrap_or_default();
+        let record = AccessRecord {
+            kind: AccessRecordKind::Decision as i32,
+            time: Some(Timestamp::from(SystemTime::now())),
+            certificate_fingerprint: fingerprint,
+            method: attempt.method.chars().take(MAX_ID * 2).collect(),
+            decision: AccessDecision::Allow as i32,
+            reason: format!("admin workload {workload}"),
+            ..Default::default()
+        };
+        match append_in_time(&self.audit, record).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, method = %attempt.method, "admin call not recorded; refused");
+                Err(GatewayError::AuditUnavailable.into())
+            }
+        }
+    }
+
     /// Writes the tallies of shed and rate-limited calls as DENY records every
     /// [`SHED_RECORD_INTERVAL`], and once more at shutdown.
     pub async fn record_shed_calls(self, shutdown: orex_kit::Shutdown) {

@@ -170,6 +170,13 @@ impl Prepared {
         shutdown.spawn(door.clone().record_shed_calls(shutdown.clone()));
         let audit_api = audit::service::AuditApi::new(door.clone(), tokens);
         // Requests that never reach a handler are recorded too.
+        let admin_audit: orex_kit::admin::AdminAudit = {
+            let door = door.clone();
+            Arc::new(move |attempt| {
+                let door = door.clone();
+                Box::pin(async move { door.record_admin(attempt).await })
+            })
+        };
         let refused: orex_kit::request_errors::Observer = Arc::new(move |r| {
             let door = door.clone();
             Box::pin(async move { door.record_refused(r).await })
@@ -203,6 +210,7 @@ impl Prepared {
                 ops: self.ops,
                 store: Some(self.audit.store()),
                 refused: Some(refused),
+                admin_audit: Some(admin_audit),
             },
             shutdown.clone(),
         )

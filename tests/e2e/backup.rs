@@ -13,6 +13,7 @@ use orex_e2e::{Stack, content, publish, publish_request, within};
 use orex_kit::status::{Reason, reason_of};
 use orex_proto::admin::v1::BackupRequest;
 use orex_proto::admin::v1::admin_service_client::AdminServiceClient;
+use orex_proto::audit::v1::AccessDecision;
 use orex_proto::common::v1::Marking;
 use orex_proto::sharing::v1::{GetReportRequest, SubscribeReportsRequest};
 
@@ -138,6 +139,15 @@ async fn a_gateway_backup_restores_to_an_access_log_that_verifies() {
     )
     .await
     .expect("backup of the gateway's access log");
+    // The backup is itself in the log, as ALLOW for the admin workload.
+    let log = stack.audit_log();
+    let all = log.range(0, log.size()).unwrap();
+    let backup_record = all
+        .iter()
+        .find(|r| r.method == "/orex.admin.v1.AdminService/Backup")
+        .expect("the backup call is in the access log");
+    assert_eq!(backup_record.decision(), AccessDecision::Allow);
+    assert_eq!(backup_record.reason, "admin workload backup");
     let restored = dir.path().join("restored");
     orex_kit::backup::restore(&file, &restored).unwrap();
     let records = admin::verify_restored_log(&restored, &stack.layout.audit_keys().1)
@@ -201,6 +211,17 @@ async fn only_the_listed_admin_workload_takes_backups_and_it_can_do_nothing_else
             "{name}"
         );
     }
+    // The gateway recorded the member's attempt as DENY.
+    let log = stack.audit_log();
+    let denied = log
+        .range(0, log.size())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.method == "/orex.admin.v1.AdminService/Backup")
+        .collect::<Vec<_>>();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0].decision(), AccessDecision::Deny);
+    assert_eq!(denied[0].member, "US");
 
     // The backup workload at the sharing API, which it may not call.
     let channel = stack

@@ -233,6 +233,7 @@ impl Stack {
                 ops: Default::default(),
                 store: None,
                 refused: None,
+                admin_audit: None,
             },
             shutdown.clone(),
         ));

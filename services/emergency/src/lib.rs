@@ -137,6 +137,7 @@ impl Prepared {
                 ops: self.config.ops.clone(),
                 store: Some(self.sled.clone()),
                 refused: None,
+                admin_audit: None,
             },
             shutdown.clone(),
         )

@@ -17,6 +17,7 @@ use tokio::io::AsyncReadExt;
 use tonic::body::Body;
 use tonic::codegen::Service;
 use tonic::codegen::http;
+use tonic::transport::CertificateDer;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic::{Code, Request, Response, Status};
 
@@ -29,6 +30,24 @@ const PREFIX: &str = "/orex.admin.v1.AdminService/";
 
 /// Bytes per streamed backup message.
 const CHUNK: usize = 64 * 1024;
+
+/// An admin call as the gate decided it, for a server that records calls
+/// (the gateway writes each in its access log).
+#[derive(Debug)]
+pub struct AdminAttempt {
+    /// The method path.
+    pub method: String,
+    /// The caller's certificate chain (leaf first), if it presented one.
+    pub peer_certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// `Ok(workload)` when admitted, else the refusal the gate would answer.
+    pub decision: Result<String, Status>,
+}
+
+/// Told of every admin call before it runs or is refused. For an admitted
+/// call, `Err` refuses it after all (its record could not be written: fail
+/// closed); for a refused one, the `Err` is the answer given.
+pub type AdminAudit =
+    Arc<dyn Fn(AdminAttempt) -> BoxFuture<'static, Result<(), Status>> + Send + Sync>;
 
 /// The workload an admin call was admitted for (set by [`AdminGate`]).
 #[derive(Debug, Clone)]
@@ -172,16 +191,28 @@ fn refused(who: &str) -> Status {
 
 /// Keeps the admin service to the workloads in `[ops] admin_workloads`, and
 /// those workloads to the admin service; see the module documentation.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct AdminGate {
     allowed: Arc<Vec<String>>,
+    audit: Option<AdminAudit>,
+}
+
+impl fmt::Debug for AdminGate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminGate")
+            .field("allowed", &self.allowed)
+            .field("audited", &self.audit.is_some())
+            .finish()
+    }
 }
 
 impl AdminGate {
-    /// Admits `allowed` workloads to the admin service (none: closed).
-    pub fn new(allowed: Vec<String>) -> Self {
+    /// Admits `allowed` workloads to the admin service (none: closed),
+    /// telling `audit` (if any) of every admin call.
+    pub fn new(allowed: Vec<String>, audit: Option<AdminAudit>) -> Self {
         Self {
             allowed: Arc::new(allowed),
+            audit,
         }
     }
 }
@@ -193,6 +224,7 @@ impl<S> tower_layer::Layer<S> for AdminGate {
         Gated {
             inner,
             allowed: self.allowed.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -202,6 +234,7 @@ impl<S> tower_layer::Layer<S> for AdminGate {
 pub struct Gated<S> {
     inner: S,
     allowed: Arc<Vec<String>>,
+    audit: Option<AdminAudit>,
 }
 
 impl<S> fmt::Debug for Gated<S> {
@@ -214,7 +247,8 @@ impl<S> fmt::Debug for Gated<S> {
 
 impl<S, B, R> Service<http::Request<B>> for Gated<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    B: Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     R: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -235,10 +269,12 @@ where
             let answered = self.inner.call(req);
             return Box::pin(async move { Ok(answered.await?.map(Body::new)) });
         }
-        let peer = req
+        let certs = req
             .extensions()
             .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(|i| i.peer_certs())
+            .and_then(|i| i.peer_certs());
+        let peer = certs
+            .as_ref()
             .and_then(|certs| {
                 let leaf = certs.first()?;
                 crate::identity::peer_from_der(leaf.as_ref()).ok()
@@ -248,33 +284,52 @@ where
             Some(PeerIdentity::Workload(name)) if self.allowed.contains(name) => Some(name.clone()),
             _ => None,
         };
-        match (to_admin, admin_workload) {
-            (true, Some(name)) => {
-                req.extensions_mut().insert(AdminCaller(name));
-                let answered = self.inner.call(req);
-                Box::pin(async move { Ok(answered.await?.map(Body::new)) })
-            }
+        let decision = match (to_admin, admin_workload) {
+            (true, Some(name)) => Ok(name),
             (false, None) => {
                 let answered = self.inner.call(req);
-                Box::pin(async move { Ok(answered.await?.map(Body::new)) })
+                return Box::pin(async move { Ok(answered.await?.map(Body::new)) });
             }
             (true, None) => {
                 let who =
                     peer.map_or_else(|| "a caller without an identity".into(), |p| p.to_string());
                 tracing::warn!(peer = %who, "refused an admin call");
-                let answer = refused(&who).into_http();
-                Box::pin(async move { Ok(answer) })
+                Err(refused(&who))
             }
             // An admin workload may call the admin service only.
-            (false, Some(name)) => {
-                let answer = status::error(
-                    Code::PermissionDenied,
-                    Reason::WorkloadNotAllowed,
-                    format!("the admin workload {name} may call only the admin service"),
-                )
-                .into_http();
-                Box::pin(async move { Ok(answer) })
+            (false, Some(name)) => Err(status::error(
+                Code::PermissionDenied,
+                Reason::WorkloadNotAllowed,
+                format!("the admin workload {name} may call only the admin service"),
+            )),
+        };
+        // The service is called from the future (after the audit hook), so
+        // it takes a ready clone, leaving a fresh one here.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let audit = self.audit.clone();
+        let method = req.uri().path().to_owned();
+        Box::pin(async move {
+            let verdict = match &audit {
+                Some(audit) => {
+                    audit(AdminAttempt {
+                        method,
+                        peer_certs: certs,
+                        decision: decision.clone(),
+                    })
+                    .await
+                }
+                None => decision.clone().map(|_| ()),
+            };
+            match (decision, verdict) {
+                (Ok(name), Ok(())) => {
+                    req.extensions_mut().insert(AdminCaller(name));
+                    Ok(inner.call(req).await?.map(Body::new))
+                }
+                (Ok(_), Err(status)) | (Err(_), Err(status)) => Ok(status.into_http()),
+                // A refusal stays one, whatever the hook says.
+                (Err(status), Ok(())) => Ok(status.into_http()),
             }
-        }
+        })
     }
 }

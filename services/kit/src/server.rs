@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 
-use crate::admin::{Admin, AdminCaller, AdminGate};
+use crate::admin::{Admin, AdminAudit, AdminCaller, AdminGate};
 use crate::forwarded::WorkloadGuard;
 use crate::metrics::MetricsLayer;
 use crate::ops::OpsConfig;
@@ -46,6 +46,9 @@ pub struct Serving<'a> {
     /// Told of every request refused before a handler ran (the gateway
     /// records them in its access log).
     pub refused: Option<Observer>,
+    /// Told of every admin call, admitted or refused (the gateway records
+    /// them in its access log).
+    pub admin_audit: Option<AdminAudit>,
 }
 
 impl std::fmt::Debug for Serving<'_> {
@@ -76,6 +79,7 @@ pub async fn serve(
         ops,
         store,
         refused,
+        admin_audit,
     } = serving;
     let ops_listener = crate::ops::bind(&ops).await?;
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -130,8 +134,12 @@ pub async fn serve(
         }
     };
     tls.watch(&shutdown);
+    // Outermost first: every call, refused or not, gets its trace id and is
+    // counted; then the admin gate and the workload guard decide.
     let server = crate::transport::server()
-        .layer(AdminGate::new(ops.admin_workloads.clone()))
+        .layer(crate::trace::TraceLayer)
+        .layer(MetricsLayer)
+        .layer(AdminGate::new(ops.admin_workloads.clone(), admin_audit))
         .layer(tonic::service::InterceptorLayer::new(
             move |req: tonic::Request<()>| match &callers {
                 // Admitted by the admin gate, to the admin service only.
@@ -140,8 +148,6 @@ pub async fn serve(
                 Callers::Workloads(guard) => guard.admit(req),
             },
         ))
-        .layer(crate::trace::TraceLayer)
-        .layer(MetricsLayer)
         .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
         .serve_with_incoming_shutdown(

@@ -98,6 +98,7 @@ impl Prepared {
                 ops: self.config.ops.clone(),
                 store: Some(self.store.kit_store()),
                 refused: None,
+                admin_audit: None,
             },
             shutdown.clone(),
         )
