@@ -204,6 +204,9 @@ impl GatewayConfig {
             ));
         }
         self.streams.validate("streams")?;
+        // The services' workload names call the gateway's peers, never
+        // the gateway; members are not workloads.
+        self.ops.validate(&[])?;
         orex_kit::store::StoreConfig {
             cache_mib: self.audit.cache_mib,
         }

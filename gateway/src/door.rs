@@ -473,9 +473,12 @@ impl Door {
                 .policy
                 .limiter()
                 .open_stream(&policy.partnership, member)
-                .map_err(|cap| GatewayError::TooManyStreams {
-                    member: member.clone(),
-                    cap,
+                .map_err(|cap| {
+                    orex_kit::metrics::global().rejected("too_many_streams");
+                    GatewayError::TooManyStreams {
+                        member: member.clone(),
+                        cap,
+                    }
                 })?;
             Some(slot)
         } else {

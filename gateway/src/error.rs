@@ -66,17 +66,6 @@ pub enum GatewayError {
 impl From<GatewayError> for Status {
     fn from(e: GatewayError) -> Self {
         let message = e.to_string();
-        // Refusals that protect the gateway, counted for operators.
-        match &e {
-            GatewayError::RateLimited { .. } => {
-                orex_kit::metrics::global().rejected("rate_limited")
-            }
-            GatewayError::Overloaded { .. } => orex_kit::metrics::global().rejected("overloaded"),
-            GatewayError::TooManyStreams { .. } => {
-                orex_kit::metrics::global().rejected("too_many_streams")
-            }
-            _ => {}
-        }
         match e {
             GatewayError::Unauthenticated(reason, _) => {
                 status::error(Code::Unauthenticated, reason, message)

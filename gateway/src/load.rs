@@ -112,6 +112,17 @@ impl InFlight {
         method: &str,
         refusal: crate::error::GatewayError,
     ) {
+        // Every shed or rate-limited call passes here once: count it here
+        // (the tallies become statuses again when they are recorded).
+        match &refusal {
+            crate::error::GatewayError::RateLimited { .. } => {
+                orex_kit::metrics::global().rejected("rate_limited")
+            }
+            crate::error::GatewayError::Overloaded { .. } => {
+                orex_kit::metrics::global().rejected("overloaded")
+            }
+            _ => {}
+        }
         let now = std::time::SystemTime::now();
         let mut shed = self.shed.lock().unwrap_or_else(|e| e.into_inner());
         let key = (

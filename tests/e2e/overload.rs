@@ -37,6 +37,14 @@ async fn wait_for_records(stack: &Stack, n: usize, matches: impl Fn(&AccessRecor
     .await
 }
 
+/// `orex_rejected_requests_total{reason="overloaded"}` in this process.
+fn overloaded_count() -> u64 {
+    let text = orex_kit::metrics::global().render();
+    text.lines()
+        .find_map(|l| l.strip_prefix("orex_rejected_requests_total{reason=\"overloaded\"} "))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_over_its_in_flight_bound_is_shed_at_once_and_recorded() {
     let mut stack = Stack::spawn_configured(|l| {
@@ -78,10 +86,16 @@ async fn a_member_over_its_in_flight_bound_is_shed_at_once_and_recorded() {
     wait_for_records(&stack, 2, is_allowed_get).await;
 
     // The third call of the same member is refused without waiting.
+    let shed_before = overloaded_count();
     let mut c = felix.clone();
     let refused = within(5, c.get_report(get("one-too-many")))
         .await
         .expect_err("over the bound");
+    // ... and counted for operators (other tests in this process may add).
+    assert!(
+        overloaded_count() > shed_before,
+        "orex_rejected_requests_total"
+    );
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("calls in flight"), "{refused:?}");
     assert!(

@@ -88,7 +88,17 @@ pub async fn run(cmd: AdminCommand) -> Result<(), CliError> {
             data_dir,
             audit_key,
         } => {
-            let summary = orex_kit::backup::restore(&from, &data_dir)?;
+            // A gateway's log must verify before the store is put in place.
+            let mut verified = None;
+            let summary = match &audit_key {
+                Some(key) => orex_kit::backup::restore_checked(&from, &data_dir, |db| {
+                    let records = verify_log_in(db, key)
+                        .map_err(|e| orex_kit::KitError::Backup(e.to_string()))?;
+                    verified = Some(records);
+                    Ok(())
+                })?,
+                None => orex_kit::backup::restore(&from, &data_dir)?,
+            };
             crate::outln!(
                 "restored {} entries ({}) of {} taken at {} into {}",
                 summary.entries,
@@ -97,8 +107,7 @@ pub async fn run(cmd: AdminCommand) -> Result<(), CliError> {
                 summary.header.taken_at,
                 data_dir.display()
             );
-            if let Some(key) = audit_key {
-                let records = verify_restored_log(&data_dir, &key)?;
+            if let Some(records) = verified {
                 crate::outln!("the restored access log verifies: {records} records");
             }
             Ok(())
@@ -205,9 +214,14 @@ pub async fn backup(
 /// Verifies the access log in a restored gateway store against the
 /// auditors' public key; returns its length.
 pub fn verify_restored_log(data_dir: &Path, public_key: &Path) -> Result<u64, CliError> {
+    let db = sled::open(data_dir).map_err(orex_kit::KitError::from)?;
+    verify_log_in(&db, public_key)
+}
+
+/// Verifies the access log in an open gateway store; returns its length.
+pub fn verify_log_in(db: &sled::Db, public_key: &Path) -> Result<u64, CliError> {
     use orex_proto::audit::v1::{AccessRecord, Checkpoint};
     let key = crate::commands::audit::read_public_key(public_key)?;
-    let db = sled::open(data_dir).map_err(orex_kit::KitError::from)?;
     let read_tree = |name: &str| -> Result<Vec<sled::IVec>, CliError> {
         let tree = db.open_tree(name).map_err(orex_kit::KitError::from)?;
         tree.iter()

@@ -62,13 +62,37 @@ pub struct Admin {
 
 impl Admin {
     /// Serves backups of `store` for the binary `server` (`orex-sharing`).
+    /// Snapshot files a crash left behind are removed now.
     pub fn new(store: Store, server: impl Into<String>) -> Self {
-        Self {
+        let admin = Self {
             store,
             server: server.into(),
+        };
+        if let Ok(entries) = std::fs::read_dir(admin.snapshot_folder()) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(".partial") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
         }
+        admin
+    }
+
+    /// Where snapshots are written: beside the store, on its volume (a
+    /// pod's root filesystem is read-only, and the volume is sized for the
+    /// store anyway).
+    fn snapshot_folder(&self) -> PathBuf {
+        self.store
+            .path()
+            .parent()
+            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf)
     }
 }
+
+/// How snapshot files are named (`.orex-backup-<uuid>.partial`).
+const SNAPSHOT_PREFIX: &str = ".orex-backup-";
 
 /// A temporary snapshot file, removed when the stream that sends it ends or
 /// is dropped.
@@ -94,26 +118,23 @@ impl AdminService for Admin {
         let Some(AdminCaller(caller)) = request.extensions().get::<AdminCaller>().cloned() else {
             return Err(refused("this caller"));
         };
-        // Writes wait from here until the snapshot is read.
+        // Writes wait from here until the snapshot has read all but the
+        // event logs (`backup`).
         let gate = self.store.gate().clone().write_owned().await;
-        // Beside the store, on its volume: a pod's root filesystem is
-        // read-only, and the volume is sized for the store anyway.
-        let folder = self
-            .store
-            .path()
-            .parent()
-            .map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
-        let path = folder.join(format!(".orex-backup-{}.partial", uuid::Uuid::new_v4()));
-        let snapshot = Snapshot(path.clone());
+        let path = self
+            .snapshot_folder()
+            .join(format!("{SNAPSHOT_PREFIX}{}.partial", uuid::Uuid::new_v4()));
         let (store, server) = (self.store.clone(), self.server.clone());
-        let summary = tokio::task::spawn_blocking(move || {
-            let _gate = gate;
-            let mut file = private_file(&path)?;
-            let summary = crate::backup::write_snapshot(&store, &server, &mut file)?;
+        // The task owns the file's guard: if this call is cancelled while
+        // it runs, the file is still removed when it ends.
+        let taken = tokio::task::spawn_blocking(move || {
+            let snapshot = Snapshot(path);
+            let mut file = private_file(&snapshot.0)?;
+            let summary = crate::backup::write_snapshot(&store, &server, &mut file, gate)?;
             file.flush()
                 .and_then(|()| file.sync_all())
                 .map_err(|e| crate::KitError::Backup(e.to_string()))?;
-            Ok::<_, crate::KitError>(summary)
+            Ok::<_, crate::KitError>((summary, snapshot))
         })
         .await
         .map_err(|e| {
@@ -131,6 +152,7 @@ impl AdminService for Admin {
                 format!("the snapshot could not be written: {e}"),
             )
         })?;
+        let (summary, snapshot) = taken;
         tracing::info!(
             %caller,
             entries = summary.entries,

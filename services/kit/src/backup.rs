@@ -10,11 +10,18 @@
 //!
 //! Consistency: every write of an orex store goes through its group commit
 //! (`group_commit`), which applies each batch under the store's write gate;
-//! a snapshot holds the gate exclusively while it reads, so it sees whole
-//! batches only. Trees are read in name order: the gateway's checkpoints
-//! (`audit_checkpoints`, written outside the group commit) are read before
-//! the records they cover (`audit_records`), so every checkpoint in a backup
-//! has its records.
+//! a snapshot holds the gate exclusively while it reads every tree but the
+//! event logs, and notes where each event log ends, so it sees whole
+//! batches only. Event logs are append-only, so they are copied after the
+//! gate is released, up to the noted ends: writes wait for the small
+//! trees, not for the logs (the bulk: the access log, report events). The
+//! gateway's checkpoints (`audit_checkpoints`, written outside the group
+//! commit) are read under the gate, before the records they cover, so every
+//! checkpoint in a backup has its records.
+//!
+//! The digest detects damage (a flipped bit, a cut), not tampering: anyone
+//! can recompute it. The access log inside a gateway's backup is what is
+//! tamper-evident, and `orex admin restore --audit-key` checks it.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -114,13 +121,15 @@ pub struct Summary {
     pub trees: Vec<(String, u64)>,
 }
 
-/// Writes a snapshot of `store` to `out`, holding the store's write gate
-/// exclusively while it reads. Blocking: call it off the async workers
-/// (`spawn_blocking`) with the gate already held (see [`Store::gate`]).
+/// Writes a snapshot of `store` to `out`. `gate` is the store's write gate,
+/// held exclusively (see [`Store::gate`]); it is released as soon as the
+/// trees that are not event logs are read. Blocking: call it off the async
+/// workers (`spawn_blocking`).
 pub fn write_snapshot(
     store: &Store,
     server: &str,
     out: &mut impl Write,
+    gate: tokio::sync::OwnedRwLockWriteGuard<()>,
 ) -> Result<Summary, KitError> {
     let db = store.db();
     let header = Header {
@@ -139,10 +148,9 @@ pub fn write_snapshot(
     let mut digest = Sha256::new();
     let mut entries = 0u64;
     let mut trees = Vec::new();
-    for name in names {
-        let tree = db.open_tree(&name)?;
+    let mut copy = |name: &[u8], iter: sled::Iter| -> Result<(), KitError> {
         let mut in_tree = 0;
-        for kv in tree.iter() {
+        for kv in iter {
             let (key, value) = kv?;
             let entry = Entry {
                 tree: name.to_vec(),
@@ -154,7 +162,27 @@ pub fn write_snapshot(
             in_tree += 1;
         }
         entries += in_tree;
-        trees.push((String::from_utf8_lossy(&name).into_owned(), in_tree));
+        trees.push((String::from_utf8_lossy(name).into_owned(), in_tree));
+        Ok(())
+    };
+    // Under the gate: every tree but the event logs, and where each log ends.
+    let mut logs = Vec::new();
+    for name in names {
+        let tree = db.open_tree(&name)?;
+        if store.is_event_log(&name) {
+            let end = tree.last()?.map(|(k, _)| k);
+            logs.push((name, tree, end));
+        } else {
+            copy(&name, tree.iter())?;
+        }
+    }
+    drop(gate);
+    // The logs, up to the noted ends: what follows was written after.
+    for (name, tree, end) in logs {
+        match end {
+            Some(end) => copy(&name, tree.range(..=end))?,
+            None => copy(&name, tree.range::<&[u8], _>(..&[][..]))?,
+        }
     }
     let sha256 = hex::encode(digest.finalize());
     write_record(
@@ -286,6 +314,18 @@ fn next_record(input: &mut impl Read) -> Result<Option<Part>, KitError> {
 /// be empty (a restore never merges into a store). Checks the whole file
 /// first; nothing is written unless it is intact.
 pub fn restore(file: &Path, data_dir: &Path) -> Result<Summary, KitError> {
+    restore_checked(file, data_dir, |_| Ok(()))
+}
+
+/// [`restore`], running `check` on the restored database before it is put
+/// in place. The store is built in a hidden folder beside `data_dir` and
+/// renamed into place only once whole and checked; on any failure the
+/// hidden folder is removed and `data_dir` is left as it was.
+pub fn restore_checked(
+    file: &Path,
+    data_dir: &Path,
+    check: impl FnOnce(&sled::Db) -> Result<(), KitError>,
+) -> Result<Summary, KitError> {
     let open = || std::fs::File::open(file).map_err(|e| bad(format!("{}: {e}", file.display())));
     let checked = read(open()?, |_| Ok(()))?;
     if data_dir.exists() {
@@ -298,7 +338,36 @@ pub fn restore(file: &Path, data_dir: &Path) -> Result<Summary, KitError> {
             )));
         }
     }
-    let db = sled::Config::new().path(data_dir).open()?;
+    let name = data_dir
+        .file_name()
+        .ok_or_else(|| bad(format!("{}: not a folder name", data_dir.display())))?;
+    let building = data_dir.with_file_name(format!(
+        ".{}.restoring-{}",
+        name.to_string_lossy(),
+        uuid::Uuid::new_v4()
+    ));
+    let placed = build(open, &building, check).and_then(|()| {
+        std::fs::rename(&building, data_dir).map_err(|e| {
+            bad(format!(
+                "moving the restored store into {}: {e}",
+                data_dir.display()
+            ))
+        })
+    });
+    if placed.is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
+    placed.map(|()| checked)
+}
+
+/// Writes the backup's entries into a new store at `folder`, flushes it and
+/// runs `check` on it.
+fn build(
+    open: impl Fn() -> Result<std::fs::File, KitError>,
+    folder: &Path,
+    check: impl FnOnce(&sled::Db) -> Result<(), KitError>,
+) -> Result<(), KitError> {
+    let db = sled::Config::new().path(folder).open()?;
     let mut tree: Option<(Vec<u8>, sled::Tree)> = None;
     read(open()?, |e| {
         let t = match &tree {
@@ -312,7 +381,7 @@ pub fn restore(file: &Path, data_dir: &Path) -> Result<Summary, KitError> {
         Ok(())
     })?;
     db.flush()?;
-    Ok(checked)
+    check(&db)
 }
 
 #[cfg(test)]
@@ -334,7 +403,8 @@ mod tests {
 
     fn snapshot_bytes(store: &Store) -> (Vec<u8>, Summary) {
         let mut out = Vec::new();
-        let summary = write_snapshot(store, "test", &mut out).unwrap();
+        let gate = store.gate().clone().try_write_owned().unwrap();
+        let summary = write_snapshot(store, "test", &mut out, gate).unwrap();
         (out, summary)
     }
 
@@ -388,6 +458,24 @@ mod tests {
             assert!(!target.exists(), "{name}: a bad file must write nothing");
         }
         let good = write("good", &bytes);
+        // A restore whose check fails leaves nothing behind, not even its
+        // hidden folder.
+        let checked = dir.path().join("checked");
+        let err = restore_checked(&good, &checked, |_| Err(bad("refused by the check")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("refused by the check"), "{err}");
+        assert!(!checked.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("restoring"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        // An empty folder is a fine target.
+        let empty = dir.path().join("empty-folder");
+        std::fs::create_dir_all(&empty).unwrap();
+        restore(&good, &empty).unwrap();
         let occupied = dir.path().join("occupied");
         std::fs::create_dir_all(&occupied).unwrap();
         std::fs::write(occupied.join("db"), b"x").unwrap();

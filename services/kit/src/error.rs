@@ -29,10 +29,11 @@ pub enum KitError {
     /// Flushing the store to disk failed: the write is not durable.
     #[error("store flush failed: {0}")]
     Flush(String),
-    /// A stored value does not decode: the store is damaged.
+    /// A backup could not be taken, or a backup file is damaged or does
+    /// not fit where it is restored.
     #[error("backup: {0}")]
     Backup(String),
-
+    /// A stored value does not decode: the store is damaged.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// Stored data contradicts what the process knows it wrote (a log

@@ -31,6 +31,29 @@ pub struct OpsConfig {
     pub admin_workloads: Vec<String>,
 }
 
+impl OpsConfig {
+    /// Checks `admin_workloads`: workload names, none of which is one of
+    /// the server's other callers (`others`: its allowed and reader
+    /// workloads) — an admin workload may call the admin service only, so
+    /// listing, say, `risk` would cut it off from everything else.
+    pub fn validate(&self, others: &[&String]) -> Result<(), KitError> {
+        for w in &self.admin_workloads {
+            let uri = format!("{}workload/{w}", crate::identity::SPIFFE_PREFIX);
+            if crate::identity::parse_identity(&uri).is_none() {
+                return Err(KitError::Config(format!(
+                    "ops.admin_workloads: {w:?} is not a workload name (write \"backup\", not a URI)"
+                )));
+            }
+            if others.contains(&w) {
+                return Err(KitError::Config(format!(
+                    "ops.admin_workloads: {w:?} also calls this server's API; an admin workload may call only the admin service — give backups their own workload (\"backup\")"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Binds the ops port if configured. Bound before the service port is
 /// served, so a bad address fails the start like any other config error.
 pub async fn bind(config: &OpsConfig) -> Result<Option<TcpListener>, KitError> {

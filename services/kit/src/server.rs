@@ -151,7 +151,7 @@ pub async fn serve(
         .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
         .serve_with_incoming_shutdown(
-            crate::transport::tls_incoming(listener, tls, shutdown.clone()),
+            crate::transport::tls_incoming(listener, tls),
             on_shutdown,
         );
     // Graceful shutdown waits for open calls; a client that never reads its

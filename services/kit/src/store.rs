@@ -91,6 +91,9 @@ pub struct Store {
     /// exclusively by a backup while it reads (`backup`).
     gate: Arc<tokio::sync::RwLock<()>>,
     path: Arc<std::path::PathBuf>,
+    /// Trees holding an [`EventLog`]: append-only, so a backup copies them
+    /// after releasing the gate, up to the end it noted under it.
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Store {
@@ -158,6 +161,7 @@ impl Store {
             _alive: alive,
             gate: Arc::new(tokio::sync::RwLock::new(())),
             path: Arc::new(dir.to_owned()),
+            logs: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -175,6 +179,12 @@ impl Store {
     /// The store's folder.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether tree `name` holds an [`EventLog`] (append-only).
+    pub fn is_event_log(&self, name: &[u8]) -> bool {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.iter().any(|l| l.as_bytes() == name)
     }
 
     /// Opens a named tree (a keyspace) of this database.
@@ -249,6 +259,12 @@ impl EventLog {
     /// Opens the log kept in tree `name`; what is on disk counts as durable.
     pub fn open(store: &Store, name: &str) -> Result<Arc<Self>, KitError> {
         let tree = store.tree(name)?;
+        {
+            let mut logs = store.logs.lock().unwrap_or_else(|e| e.into_inner());
+            if !logs.iter().any(|l| l == name) {
+                logs.push(name.to_owned());
+            }
+        }
         let last = match tree.last()? {
             Some((k, _)) => seq_from_key(&k),
             None => 0,

@@ -65,7 +65,7 @@ impl TlsFiles {
         let chain = parse_certs(&self.cert, &cert)?;
         check_key_permissions(&self.key)?;
         let key = read_pem(&self.key, "PRIVATE KEY")?;
-        let digest = digest_of(&ca, &cert, &key);
+        let digest = digest_of(&ca, &cert, &key, key_mode(&self.key));
         let key_der = PrivateKeyDer::from_pem_slice(&key).map_err(|e| KitError::TlsFile {
             path: self.key.clone(),
             message: format!("not a PEM private key: {e}"),
@@ -111,8 +111,24 @@ impl TlsFiles {
 /// HTTP/2, the only protocol orex speaks, negotiated by ALPN.
 const ALPN_H2: &[u8] = b"h2";
 
-fn digest_of(ca: &[u8], cert: &[u8], key: &[u8]) -> [u8; 32] {
+/// The key file's permission bits: part of what is "seen", so that fixing
+/// a refused key's mode (`chmod 600`) is noticed like a new file.
+fn key_mode(path: &Path) -> u32 {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).map_or(0, |m| m.permissions().mode())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        0
+    }
+}
+
+fn digest_of(ca: &[u8], cert: &[u8], key: &[u8], key_mode: u32) -> [u8; 32] {
     let mut h = Sha256::new();
+    h.update(key_mode.to_be_bytes());
     for part in [ca, cert, key] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
@@ -171,12 +187,15 @@ impl LoadedTls {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let bytes = [&self.files.ca, &self.files.cert, &self.files.key]
             .map(|p| std::fs::read(p).unwrap_or_default());
-        let digest = digest_of(&bytes[0], &bytes[1], &bytes[2]);
+        let digest = digest_of(&bytes[0], &bytes[1], &bytes[2], key_mode(&self.files.key));
         if digest == *seen {
             return Ok(false);
         }
         *seen = digest;
-        let (material, _) = self.files.read()?;
+        let (material, applied) = self.files.read()?;
+        // What is in force is what was read, should the files have changed
+        // again in between.
+        *seen = applied;
         self.current.store(Arc::new(material));
         Ok(true)
     }
@@ -312,6 +331,52 @@ mod tests {
             ..files
         };
         files.load().unwrap();
+    }
+
+    #[test]
+    fn a_refused_key_is_applied_once_its_mode_is_fixed_and_a_bad_set_keeps_the_old() {
+        use std::os::unix::fs::PermissionsExt;
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let a = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        let files = TlsFiles {
+            ca: write("ca.pem", a.cert.pem(), 0o644),
+            cert: write("cert.pem", a.cert.pem(), 0o644),
+            key: write("key.pem", a.signing_key.serialize_pem(), 0o600),
+        };
+        let tls = files.load().unwrap();
+        assert!(!tls.reload().unwrap(), "nothing changed");
+        let first = tls.server_config();
+
+        // A renewed certificate whose key others may read: refused, once.
+        let b = rcgen::generate_simple_self_signed(vec!["a".into()]).unwrap();
+        write("key.pem", b.signing_key.serialize_pem(), 0o644);
+        write("cert.pem", b.cert.pem(), 0o644);
+        let err = tls.reload().unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        assert!(!tls.reload().unwrap(), "a refused set is reported once");
+        assert!(Arc::ptr_eq(&first, &tls.server_config()));
+
+        // The operator fixes the mode: the same bytes are now applied.
+        std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(tls.reload().unwrap());
+        assert!(!Arc::ptr_eq(&first, &tls.server_config()));
+
+        // A corrupt certificate keeps what is in force.
+        let applied = tls.server_config();
+        write(
+            "cert.pem",
+            "-----BEGIN CERTIFICATE-----\nAA==\n".into(),
+            0o644,
+        );
+        assert!(tls.reload().is_err());
+        assert!(Arc::ptr_eq(&applied, &tls.server_config()));
     }
 
     #[test]

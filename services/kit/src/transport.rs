@@ -33,16 +33,15 @@ use futures::{Stream, StreamExt};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint, Server};
 
+use crate::KitError;
 use crate::tls::LoadedTls;
-use crate::{KitError, Shutdown};
 
 /// Per-stream receive window of dialled connections: what one stalled
 /// stream may leave unread.
@@ -76,47 +75,51 @@ pub fn incoming(listener: TcpListener) -> TcpIncoming {
 /// How long a client may take to complete its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The mutual-TLS connections accepted on `listener` until `shutdown`, each
-/// with TCP_NODELAY and keepalive, each handshaken with the certificate in
-/// force when it arrived (`tls::LoadedTls`: rotation without a restart).
-/// Handshakes run concurrently, bounded by [`HANDSHAKE_TIMEOUT`], so a
-/// client that stalls in its handshake delays no one else.
+/// The mutual-TLS connections accepted on `listener`, each with TCP_NODELAY
+/// and keepalive, each handshaken with the certificate in force when it
+/// arrived (`tls::LoadedTls`: rotation without a restart). Handshakes run
+/// concurrently, bounded by [`HANDSHAKE_TIMEOUT`], so a client that stalls
+/// in its handshake delays no one else. The stream owns the listener and
+/// the handshakes: when the server drops it (at shutdown) the port is
+/// released at once and unfinished handshakes are abandoned.
 pub fn tls_incoming(
     listener: TcpListener,
     tls: LoadedTls,
-    shutdown: Shutdown,
 ) -> impl Stream<Item = Result<TlsStream<TcpStream>, std::io::Error>> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut accepted = incoming(listener);
+    type Handshake = Option<TlsStream<TcpStream>>;
+    let state = (incoming(listener), JoinSet::<Handshake>::new(), tls);
+    futures::stream::unfold(state, |(mut accepted, mut handshakes, tls)| async move {
         loop {
-            let socket = tokio::select! {
+            tokio::select! {
                 next = accepted.next() => match next {
-                    Some(Ok(socket)) => socket,
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
+                    Some(Ok(socket)) => {
+                        let acceptor = TlsAcceptor::from(tls.server_config());
+                        handshakes.spawn(async move {
+                            let peer = socket.peer_addr().ok();
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                                Ok(Ok(stream)) => Some(stream),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(?peer, error = %e, "TLS handshake failed");
+                                    None
+                                }
+                                Err(_) => {
+                                    tracing::debug!(?peer, "TLS handshake timed out");
+                                    None
+                                }
+                            }
+                        });
                     }
-                    None => return,
+                    Some(Err(e)) => tracing::warn!(error = %e, "accept failed"),
+                    None => return None,
                 },
-                _ = shutdown.wait() => return,
-                _ = tx.closed() => return,
-            };
-            let acceptor = TlsAcceptor::from(tls.server_config());
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let peer = socket.peer_addr().ok();
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                Some(done) = handshakes.join_next(), if !handshakes.is_empty() => {
+                    if let Ok(Some(stream)) = done {
+                        return Some((Ok(stream), (accepted, handshakes, tls)));
                     }
-                    Ok(Err(e)) => tracing::debug!(?peer, error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(?peer, "TLS handshake timed out"),
                 }
-            });
+            }
         }
-    });
-    ReceiverStream::new(rx)
+    })
 }
 
 /// Where orex dials a service: an endpoint with orex's transport settings
@@ -145,6 +148,11 @@ impl Dialer {
         let authority = uri
             .authority()
             .ok_or_else(|| KitError::Config(format!("address {address:?}: no host")))?;
+        if authority.port_u16().is_none() {
+            return Err(KitError::Config(format!(
+                "address {address:?}: name the port (`https://sharing:7101`)"
+            )));
+        }
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| KitError::Config(format!("server name {server_name:?}: {e}")))?;
         // tonic sees a plain URI: the connector below does the TLS itself.
@@ -213,7 +221,10 @@ impl tonic::codegen::Service<http::Uri> for TlsConnector {
             let host = uri.host().ok_or("address without a host")?;
             let port = uri.port_u16().ok_or("address without a port")?;
             let tcp = TcpStream::connect((host.trim_matches(['[', ']']), port)).await?;
+            // What tonic's own connector would set (it does not for ours).
             tcp.set_nodelay(true)?;
+            socket2::SockRef::from(&tcp)
+                .set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(KEEPALIVE_INTERVAL))?;
             let tls = connector.connect(name, tcp).await?;
             Ok(TokioIo::new(tls))
         })
@@ -273,6 +284,8 @@ mod tests {
         let err = Dialer::new("http://sharing:7101", "sharing", &tls).unwrap_err();
         assert!(err.to_string().contains("https://"), "{err}");
         Dialer::new("https://sharing:7101", "sharing", &tls).unwrap();
+        let err = Dialer::new("https://sharing", "sharing", &tls).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
         Dialer::new("https://[::1]:7101", "sharing", &tls).unwrap();
     }
 

@@ -191,6 +191,8 @@ impl RiskConfig {
             }
         }
         orex_kit::config::check_workloads(&c.allowed_workloads, &[])?;
+        c.ops
+            .validate(&c.allowed_workloads.iter().collect::<Vec<_>>())?;
         Ok(c)
     }
 }

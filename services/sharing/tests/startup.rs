@@ -110,3 +110,19 @@ fn an_unknown_bloc_in_the_policy_refuses_the_start() {
     let err = fails(&config, &[]);
     assert!(err.contains("unknown bloc EU"), "{err}");
 }
+
+#[test]
+fn an_admin_workload_must_be_a_name_of_its_own() {
+    for (value, expected) in [
+        (r#"["gateway"]"#, "also calls this server's API"),
+        (
+            r#"["spiffe://orex/workload/backup"]"#,
+            "not a workload name",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = setup(dir.path(), &format!("[ops]\nadmin_workloads = {value}"));
+        let err = fails(&config, &[]);
+        assert!(err.contains(expected), "{value}: {err}");
+    }
+}
