@@ -114,3 +114,77 @@ async fn a_replaced_certificate_serves_new_connections_and_open_streams_carry_on
     assert!(event.report.is_some());
     stack.stop().await;
 }
+
+/// Accepts one mutual-TLS connection on `listener` and returns the client
+/// certificate it presented.
+async fn client_certificate_of_next_connection(
+    listener: &tokio::net::TcpListener,
+    server: Arc<rustls::ServerConfig>,
+) -> Vec<u8> {
+    let (tcp, _) = listener.accept().await.unwrap();
+    let tls = tokio_rustls::TlsAcceptor::from(server)
+        .accept(tcp)
+        .await
+        .expect("handshake with the dialler");
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+#[tokio::test]
+async fn a_dialled_connection_presents_the_renewed_client_certificate() {
+    orex_kit::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = orex_cli::devpki::DevCa::generate("rotation test CA").unwrap();
+    let write = |name: &str, text: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    };
+    // The server: a workload certificate, and client certificates required.
+    let issued = ca.workload("sharing").unwrap();
+    let server_files = orex_kit::tls::TlsFiles {
+        ca: write("ca.pem", &ca.cert_pem),
+        cert: write("server.pem", &issued.cert_pem),
+        key: write("server-key.pem", &issued.key_pem),
+    };
+    let server = server_files.load().unwrap().server_config();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("https://{}", listener.local_addr().unwrap());
+
+    // The dialler: the gateway's certificate, which cert-manager renews.
+    let first = ca.workload("gateway").unwrap();
+    let client = orex_kit::tls::TlsFiles {
+        ca: dir.path().join("ca.pem"),
+        cert: write("client.pem", &first.cert_pem),
+        key: write("client-key.pem", &first.key_pem),
+    }
+    .load()
+    .unwrap();
+    let dialer = orex_kit::transport::Dialer::new(&address, "sharing", &client).unwrap();
+    // The server speaks no HTTP/2: the connection fails after the handshake,
+    // which is all this test looks at.
+    let attempt = tokio::spawn({
+        let dialer = dialer.clone();
+        async move { dialer.connect().await }
+    });
+    let presented = within(
+        10,
+        client_certificate_of_next_connection(&listener, server.clone()),
+    )
+    .await;
+    assert_eq!(presented, der_of(&first.cert_pem));
+    let _ = attempt.await;
+
+    let renewed = ca.workload("gateway").unwrap();
+    write("client-key.pem", &renewed.key_pem);
+    write("client.pem", &renewed.cert_pem);
+    assert!(
+        client.reload().unwrap(),
+        "the renewed files are put in force"
+    );
+    let attempt = tokio::spawn(async move { dialer.connect().await });
+    let presented = within(10, client_certificate_of_next_connection(&listener, server)).await;
+    assert_eq!(presented, der_of(&renewed.cert_pem));
+    let _ = attempt.await;
+}
