@@ -234,6 +234,7 @@ const AUDIT_METRICS_EVERY: std::time::Duration = std::time::Duration::from_secs(
 /// scrape time). The gauges vanish with this task, so a stopped gateway
 /// leaves no stale values in a process that starts another.
 async fn audit_metrics(audit: audit::AuditLog, log_id: String, shutdown: Shutdown) {
+    use orex_kit::metrics::Sample;
     use std::sync::atomic::{AtomicU64, Ordering};
     #[derive(Default)]
     struct Seen {
@@ -249,7 +250,10 @@ async fn audit_metrics(audit: audit::AuditLog, log_id: String, shutdown: Shutdow
         "orex_access_log_records",
         "Records in the access log",
         log.clone(),
-        move || Some(weak.upgrade()?.records.load(Ordering::Relaxed) as f64),
+        move || match weak.upgrade() {
+            Some(s) => Sample::Value(s.records.load(Ordering::Relaxed) as f64),
+            None => Sample::Gone,
+        },
     );
     let weak = Arc::downgrade(&seen);
     metrics.gauge_fn(
@@ -257,12 +261,14 @@ async fn audit_metrics(audit: audit::AuditLog, log_id: String, shutdown: Shutdow
         "Records not yet covered by a signed checkpoint",
         log.clone(),
         move || {
-            let s = weak.upgrade()?;
+            let Some(s) = weak.upgrade() else {
+                return Sample::Gone;
+            };
             let unsigned = s
                 .records
                 .load(Ordering::Relaxed)
                 .saturating_sub(s.signed.load(Ordering::Relaxed));
-            Some(unsigned as f64)
+            Sample::Value(unsigned as f64)
         },
     );
     let weak = Arc::downgrade(&seen);
@@ -271,14 +277,18 @@ async fn audit_metrics(audit: audit::AuditLog, log_id: String, shutdown: Shutdow
         "Seconds since the newest signed checkpoint (absent before the first)",
         log,
         move || {
-            let at = weak.upgrade()?.signed_at.load(Ordering::Relaxed);
+            let Some(s) = weak.upgrade() else {
+                return Sample::Gone;
+            };
+            let at = s.signed_at.load(Ordering::Relaxed);
             if at == 0 {
-                return None;
+                // No checkpoint yet: no age, but the gauge stays.
+                return Sample::Absent;
             }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            Some(now.saturating_sub(at) as f64)
+            Sample::Value(now.saturating_sub(at) as f64)
         },
     );
     loop {

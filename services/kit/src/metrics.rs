@@ -160,15 +160,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Registers a gauge read at every scrape: `read` returns its value, or
-    /// `None` once what it measures is gone (the gauge is then forgotten).
-    /// `labels` tell apart several sources of one metric in a process.
+    /// Registers a gauge read at every scrape: `read` returns its value,
+    /// [`Sample::Absent`] to leave it out of this scrape, or
+    /// [`Sample::Gone`] once what it measures is gone (the gauge is then
+    /// forgotten). `labels` tell apart several sources of one metric in a
+    /// process.
     pub fn gauge_fn(
         &self,
         name: &'static str,
         help: &'static str,
         labels: Vec<(&'static str, String)>,
-        read: impl Fn() -> Option<f64> + Send + Sync + 'static,
+        read: impl Fn() -> Sample + Send + Sync + 'static,
     ) {
         let mut gauges = self
             .sampled
@@ -285,6 +287,18 @@ impl Drop for CallRecord {
     }
 }
 
+/// One reading of a gauge registered with [`Metrics::gauge_fn`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Sample {
+    /// Its value now.
+    Value(f64),
+    /// No value yet (an access log before its first checkpoint has no
+    /// checkpoint age); asked again at the next scrape.
+    Absent,
+    /// What it measured is gone; the gauge is forgotten.
+    Gone,
+}
+
 #[derive(Debug, Default)]
 struct Sampled {
     gauges: Mutex<Vec<SampledGauge>>,
@@ -294,7 +308,7 @@ struct SampledGauge {
     name: &'static str,
     help: &'static str,
     labels: Vec<(&'static str, String)>,
-    read: Box<dyn Fn() -> Option<f64> + Send + Sync>,
+    read: Box<dyn Fn() -> Sample + Send + Sync>,
 }
 
 impl fmt::Debug for SampledGauge {
@@ -315,11 +329,12 @@ impl Collector for Sampled {
         let mut index = 0;
         gauges.retain(|g| {
             let kept = match (g.read)() {
-                Some(v) => {
+                Sample::Value(v) => {
                     values.push((index, v));
                     true
                 }
-                None => false,
+                Sample::Absent => true,
+                Sample::Gone => false,
             };
             if kept {
                 index += 1;
@@ -500,13 +515,33 @@ mod tests {
             "orex_test_size_bytes",
             "a test gauge",
             vec![("store", "a".into())],
-            move || weak.upgrade().map(|_| 42.0),
+            move || weak.upgrade().map_or(Sample::Gone, |_| Sample::Value(42.0)),
         );
         m.gauge_fn(
             "orex_test_size_bytes",
             "a test gauge",
             vec![("store", "b".into())],
-            || Some(7.0),
+            || Sample::Value(7.0),
+        );
+        let later = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shown = later.clone();
+        m.gauge_fn(
+            "orex_test_size_bytes",
+            "a test gauge",
+            vec![("store", "c".into())],
+            move || {
+                if shown.load(std::sync::atomic::Ordering::Relaxed) {
+                    Sample::Value(1.0)
+                } else {
+                    Sample::Absent
+                }
+            },
+        );
+        assert!(!m.render().contains("store=\"c\""), "absent for now");
+        later.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            m.render().contains("orex_test_size_bytes{store=\"c\"} 1.0"),
+            "then present"
         );
         let text = m.render();
         assert!(

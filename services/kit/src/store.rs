@@ -150,9 +150,9 @@ impl Store {
             "orex_store_size_bytes",
             "Bytes the store's files take on disk",
             vec![("path", dir.display().to_string())],
-            move || {
-                weak.upgrade()?;
-                Some(folder_size(&folder) as f64)
+            move || match weak.upgrade() {
+                Some(_) => crate::metrics::Sample::Value(folder_size(&folder) as f64),
+                None => crate::metrics::Sample::Gone,
             },
         );
         Ok(Self {
