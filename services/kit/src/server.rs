@@ -150,10 +150,7 @@ pub async fn serve(
         ))
         .layer(RequestErrorsLayer::new(refused))
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            crate::transport::tls_incoming(listener, tls),
-            on_shutdown,
-        );
+        .serve_with_incoming_shutdown(crate::transport::tls_incoming(listener, tls), on_shutdown);
     // Graceful shutdown waits for open calls; a client that never reads its
     // stream would hold the process forever, so the drain has a deadline.
     let deadline = async {
