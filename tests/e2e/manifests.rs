@@ -37,7 +37,7 @@ use std::time::Duration;
 use orex_cli::bundle::Connection;
 use orex_cli::commands::admin;
 use orex_cli::devstack::{self, DEMO_MEMBERS, DevLayout, Ports};
-use orex_e2e::procs::{Proc, free_port};
+use orex_e2e::procs::{Proc, free_port, scrape};
 use orex_e2e::{content, publish, within};
 use orex_proto::common::v1::{Marking, Mineral, Stage};
 use orex_proto::emergency::v1::{
@@ -47,7 +47,6 @@ use orex_proto::risk::v1::{
     GetSupplyRiskRequest, RunScenarioRequest, Scenario, StockpileAvailability,
 };
 use orex_proto::sharing::v1::{Category, GetReportRequest, ReportContent, SubscribeReportsRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -425,18 +424,6 @@ async fn wait_serving(pod: &Pod, proc: &mut Proc) {
         }
     })
     .await
-}
-
-/// `GET /metrics` over HTTP/1.1, as Prometheus scrapes it.
-async fn scrape(ops: SocketAddr) -> String {
-    let mut conn = tokio::net::TcpStream::connect(ops).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    within(10, conn.read_to_string(&mut answer)).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer
 }
 
 /// The metric names a `/metrics` answer exports, as a query names them:

@@ -10,12 +10,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use orex_cli::bundle::Connection;
 use orex_cli::devstack::{self, DevLayout, Ports};
-use orex_e2e::procs::{Proc, free_port};
+use orex_e2e::procs::{Proc, free_port, scrape};
 use orex_e2e::{content, publish_request, within};
 use orex_kit::status::{Reason, reason_of};
 use orex_proto::common::v1::Marking;
 use orex_proto::sharing::v1::{GetReportRequest, SubscribeReportsRequest};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -105,18 +104,6 @@ async fn serving(ops: SocketAddr, proc: &mut Proc) -> HealthClient<tonic::transp
         }
     })
     .await
-}
-
-/// `GET /metrics` over HTTP/1.1, as Prometheus scrapes it.
-async fn scrape(ops: SocketAddr) -> String {
-    let mut conn = tokio::net::TcpStream::connect(ops).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    within(10, conn.read_to_string(&mut answer)).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,3 +165,22 @@ pub fn free_port() -> u16 {
         .expect("free port")
         .port()
 }
+
+/// `GET /metrics` on an ops port over HTTP/1.1, as Prometheus scrapes it;
+/// the whole answer, status line and headers included. Panics unless 200.
+pub async fn scrape(ops: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(ops)
+        .await
+        .expect("connect to the ops port");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: ops\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("send the scrape");
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer))
+        .await
+        .expect("the scrape answers within 10 s")
+        .expect("read the scrape");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    answer
+}

@@ -122,13 +122,7 @@ impl EmergencyConfig {
                 c.voting.max_voting_hours
             )));
         }
-        orex_kit::config::check_workloads(&c.allowed_workloads, &c.reader_workloads)?;
-        let callers: Vec<&String> = c
-            .allowed_workloads
-            .iter()
-            .chain(&c.reader_workloads)
-            .collect();
-        c.ops.validate(&callers)?;
+        orex_kit::config::check_workloads(&c.allowed_workloads, &c.reader_workloads, &c.ops)?;
         Ok(c)
     }
 }

@@ -42,8 +42,13 @@ pub fn resolve(base: &Path, p: &Path) -> std::path::PathBuf {
 /// (`allowed_workloads`, which forward member principals), each name a
 /// workload name, and no name also among `readers` (workloads that call as
 /// themselves): a name on both lists would be trusted two ways, so the
-/// service refuses to start.
-pub fn check_workloads(allowed: &[String], readers: &[String]) -> Result<(), KitError> {
+/// service refuses to start. Then `[ops] admin_workloads` against both
+/// ([`OpsConfig::validate`](crate::ops::OpsConfig::validate)).
+pub fn check_workloads(
+    allowed: &[String],
+    readers: &[String],
+    ops: &crate::ops::OpsConfig,
+) -> Result<(), KitError> {
     if allowed.is_empty() {
         return Err(KitError::Config(
             "allowed_workloads: at least one workload must be allowed".into(),
@@ -62,7 +67,7 @@ pub fn check_workloads(allowed: &[String], readers: &[String]) -> Result<(), Kit
             )));
         }
     }
-    Ok(())
+    ops.validate(&allowed.iter().chain(readers).collect::<Vec<_>>())
 }
 
 #[cfg(test)]

@@ -190,9 +190,7 @@ impl RiskConfig {
                 )));
             }
         }
-        orex_kit::config::check_workloads(&c.allowed_workloads, &[])?;
-        c.ops
-            .validate(&c.allowed_workloads.iter().collect::<Vec<_>>())?;
+        orex_kit::config::check_workloads(&c.allowed_workloads, &[], &c.ops)?;
         Ok(c)
     }
 }

@@ -58,13 +58,7 @@ impl SharingConfig {
         c.tls = c.tls.resolved(base);
         c.streams.validate("streams")?;
         c.store.validate("store")?;
-        orex_kit::config::check_workloads(&c.allowed_workloads, &c.reader_workloads)?;
-        let callers: Vec<&String> = c
-            .allowed_workloads
-            .iter()
-            .chain(&c.reader_workloads)
-            .collect();
-        c.ops.validate(&callers)?;
+        orex_kit::config::check_workloads(&c.allowed_workloads, &c.reader_workloads, &c.ops)?;
         Ok(c)
     }
 }
