@@ -243,6 +243,24 @@ async fn every_replicas_log_is_queried_exported_and_verified_on_its_own() {
         "one file per log: {kept:?}"
     );
     cli_verify(&stack, &targets, state.path()).await.unwrap();
+
+    // One address only (the other replica scaled down): its log, kept from
+    // the run above, is reported as not reached instead of silently missing.
+    let verdicts = verify_replicas(
+        &bundle,
+        &targets[..1],
+        &options(&stack, state.path()),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[0].failure(), None);
+    let missing = verdicts[1].failure().expect("the unreached log fails");
+    assert!(
+        missing.contains("NOT VERIFIED") && missing.contains(SECOND_LOG_ID),
+        "{missing}"
+    );
     stack.stop().await;
 }
 

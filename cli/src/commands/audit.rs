@@ -1362,6 +1362,21 @@ fn group<C>(probed: Vec<Probed<C>>) -> Result<Vec<Grouped<C>>, CliError> {
     logs.sort_by(|(a, _), (b, _)| {
         (a.log_id.is_none(), &a.log_id, a.address).cmp(&(b.log_id.is_none(), &b.log_id, b.address))
     });
+    // Again over the finished groups: an id learnt late (a first probe
+    // before the log's first checkpoint) escaped the check above.
+    if let Some(w) = logs
+        .windows(2)
+        .find(|w| w[0].0.log_id.is_some() && w[0].0.log_id == w[1].0.log_id)
+    {
+        return Err(CliError::Invalid(format!(
+            "the gateway replicas at {} and {} hold different logs under the same id {:?}: \
+             give every replica its own audit.log_id (OREX_GATEWAY__AUDIT__LOG_ID, \
+             orex-gateway/<pod name> in Kubernetes)",
+            w[0].0.address,
+            w[1].0.address,
+            w[0].0.log_id.as_deref().unwrap_or_default()
+        )));
+    }
     Ok(logs)
 }
 
@@ -1562,7 +1577,58 @@ pub async fn verify_replicas(
         each(&verdict);
         verdicts.push(verdict);
     }
+    // A log verified in an earlier run with this key that no address
+    // reached now (a replica scaled down, evicted, not yet rescheduled:
+    // DNS names only the pods that exist) fails too, so "all N verify"
+    // never hides a log that went missing.
+    if let StateChoice::Folder(dir) = &options.state {
+        let reached: Vec<String> = verdicts.iter().filter_map(|v| v.log_id.clone()).collect();
+        for log_id in kept_logs(dir.as_deref(), &options.public_key)? {
+            if reached.contains(&log_id) {
+                continue;
+            }
+            let verdict = ReplicaVerdict {
+                label: format!("the log {log_id}"),
+                log_id: Some(log_id.clone()),
+                outcome: Err(CliError::Invalid(format!(
+                    "the log {log_id}, verified in an earlier run with this key, was not reached: is its replica scaled down, evicted or being rescheduled? Reach it (scale it up, or name its pod, gateway-N.gateway-replicas…:7100), or move its state file aside if the log was retired"
+                ))),
+            };
+            each(&verdict);
+            verdicts.push(verdict);
+        }
+    }
     Ok(verdicts)
+}
+
+/// The ids of the logs whose checkpoints were kept in the state folder for
+/// this public key (by file name, which hashes the id with the key file).
+fn kept_logs(folder: Option<&Path>, public_key: &Path) -> Result<Vec<String>, CliError> {
+    let Some(dir) = folder.map(Path::to_owned).or_else(state_dir) else {
+        return Ok(Vec::new());
+    };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let key = crate::error::read(public_key)?;
+    let mut logs = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(kept) = serde_json::from_slice::<KeptCheckpoint>(&bytes) else {
+            continue;
+        };
+        if state_file_name(&kept.log_id, &key) == name {
+            logs.push(kept.log_id);
+        }
+    }
+    logs.sort();
+    Ok(logs)
 }
 
 /// `orex audit … --replicas …`.
@@ -1707,6 +1773,20 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("10.0.0.1:1 and 10.0.0.1:2"), "{err}");
+        assert!(err.contains("audit.log_id"), "{err}");
+    }
+
+    #[test]
+    fn an_id_learnt_late_is_checked_too() {
+        // Log "a" is first probed before its first checkpoint, then again
+        // with its id; log "b" already carries the same id.
+        let err = group(vec![
+            probed(1, None, Some("a")),
+            probed(2, Some("orex-gateway/k8s"), Some("b")),
+            probed(3, Some("orex-gateway/k8s"), Some("a")),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("audit.log_id"), "{err}");
     }
 
