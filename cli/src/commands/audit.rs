@@ -238,15 +238,7 @@ pub async fn run_on(bundle: &Path, replicas: &[String], cmd: AuditCommand) -> Re
             state,
             no_state,
         } => {
-            let options = VerifyOptions {
-                public_key,
-                expect_full_scope,
-                state: match (no_state, state) {
-                    (true, _) => StateChoice::Nowhere,
-                    (false, Some(path)) => StateChoice::File(path),
-                    (false, None) => StateChoice::Folder(None),
-                },
-            };
+            let options = VerifyOptions::from_args(public_key, expect_full_scope, state, no_state);
             let key = read_public_key(&options.public_key)?;
             let verdict = verify_one(&client, &key, &options, progress_on_terminal()).await?;
             print_verdict(&verdict);
@@ -279,6 +271,26 @@ pub struct VerifyOptions {
     pub expect_full_scope: bool,
     /// Where the newest verified checkpoint is kept.
     pub state: StateChoice,
+}
+
+impl VerifyOptions {
+    /// The options of `orex audit verify`'s arguments.
+    fn from_args(
+        public_key: PathBuf,
+        expect_full_scope: bool,
+        state: Option<PathBuf>,
+        no_state: bool,
+    ) -> Self {
+        Self {
+            public_key,
+            expect_full_scope,
+            state: match (no_state, state) {
+                (true, _) => StateChoice::Nowhere,
+                (false, Some(path)) => StateChoice::File(path),
+                (false, None) => StateChoice::Folder(None),
+            },
+        }
+    }
 }
 
 /// Where `verify` keeps the newest checkpoint it verified.
@@ -1683,15 +1695,7 @@ async fn run_on_replicas(
             state,
             no_state,
         } => {
-            let options = VerifyOptions {
-                public_key,
-                expect_full_scope,
-                state: match (no_state, state) {
-                    (true, _) => StateChoice::Nowhere,
-                    (false, Some(path)) => StateChoice::File(path),
-                    (false, None) => StateChoice::Folder(None),
-                },
-            };
+            let options = VerifyOptions::from_args(public_key, expect_full_scope, state, no_state);
             let verdicts = verify_replicas(bundle, targets, &options, |v| {
                 crate::outln!("log {}:", v.label);
                 match &v.outcome {
