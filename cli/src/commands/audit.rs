@@ -674,20 +674,7 @@ struct CheckpointFeed {
 
 impl CheckpointFeed {
     async fn open(client: AuditClient) -> Result<Self, CliError> {
-        let pinned = match patiently(|| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .get_latest_checkpoint(GetLatestCheckpointRequest {})
-                    .await
-            }
-        })
-        .await
-        {
-            Ok(latest) => latest.checkpoint,
-            Err(s) if s.code() == Code::NotFound => None,
-            Err(s) => return Err(s.into()),
-        };
+        let pinned = latest_checkpoint(&client).await?;
         Ok(Self {
             client,
             token: pinned.as_ref().map(|_| String::new()),
@@ -1297,11 +1284,10 @@ struct Probed<C> {
     first_hash: Option<String>,
 }
 
-/// Asks the replica behind `client` for its newest checkpoint's log id and
-/// its first record's hash (our own call is recorded first, so the log is
-/// never empty by then).
-async fn probe(client: &AuditClient) -> Result<(Option<String>, Option<String>), CliError> {
-    let log_id = match patiently(|| {
+/// The log's newest checkpoint (`None` before the first), asked patiently
+/// (a rate-limited answer is retried when the gateway says).
+async fn latest_checkpoint(client: &AuditClient) -> Result<Option<Checkpoint>, CliError> {
+    match patiently(|| {
         let mut client = client.clone();
         async move {
             client
@@ -1311,10 +1297,17 @@ async fn probe(client: &AuditClient) -> Result<(Option<String>, Option<String>),
     })
     .await
     {
-        Ok(latest) => latest.checkpoint.map(|c| c.log_id),
-        Err(s) if s.code() == Code::NotFound => None,
-        Err(s) => return Err(s.into()),
-    };
+        Ok(latest) => Ok(latest.checkpoint),
+        Err(s) if s.code() == Code::NotFound => Ok(None),
+        Err(s) => Err(s.into()),
+    }
+}
+
+/// Asks the replica behind `client` for its newest checkpoint's log id and
+/// its first record's hash (our own call is recorded first, so the log is
+/// never empty by then).
+async fn probe(client: &AuditClient) -> Result<(Option<String>, Option<String>), CliError> {
+    let log_id = latest_checkpoint(client).await?.map(|c| c.log_id);
     let first_hash = match patiently(|| {
         let mut client = client.clone();
         async move {
